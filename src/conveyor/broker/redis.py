@@ -1,0 +1,286 @@
+"""Redis access: one class per calling style (sync for clients, the CLI and the heartbeat thread;
+async for the worker), sharing the argument building so both speak to the scripts the same way.
+
+Every operation that moves a job is one Lua script (see ``scripts/``); plain reads are plain
+commands. Nothing here decides policy (retry or not, how long to wait): callers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from ..errors import BrokerError
+from ..keys import Keys
+from ..settings import Settings
+from .scripts import SCRIPT_NAMES, source
+
+ENQUEUE_CHUNK = 500  # jobs per enqueue script call; bounds the script's run time
+RECOVER_MAX_WORKERS = 50  # expired workers handled per recover call
+SOCKET_CONNECT_TIMEOUT_S = 5.0
+HEALTH_CHECK_INTERVAL_S = 30
+
+
+@dataclass(slots=True)
+class EnqueueItem:
+    """One job to push: its queue, raw JSON, id, type and when ("" now, "@ts", "+seconds")."""
+
+    queue: str
+    raw: bytes
+    jid: str
+    name: str
+    when: str = ""
+
+
+@dataclass(slots=True)
+class Fetched:
+    token: str
+    queue: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class Failure:
+    """How to record a failed job: mode retry|dead|discard|cancelled, with its rewritten JSON."""
+
+    token: str
+    jid: str
+    mode: str
+    raw: bytes = b""
+    delay_s: float = 0.0
+    error_class: str = ""
+    error_message: str = ""
+
+
+def _connection_kwargs() -> dict[str, Any]:
+    return {
+        "decode_responses": False,
+        "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+    }
+
+
+class _Args:
+    """Builds KEYS/ARGV for each script; shared by the sync and async brokers."""
+
+    def __init__(self, keys: Keys, settings: Settings) -> None:
+        self.k = keys
+        self.s = settings
+
+    def enqueue(self, items: Sequence[EnqueueItem]) -> tuple[list[str], list[Any]]:
+        args: list[Any] = [self.k.queue_prefix, self.k.status_prefix, self.s.status_ttl_s, len(items)]
+        for it in items:
+            args.extend((it.queue, it.raw, it.jid, it.name, it.when))
+        return [self.k.queues, self.k.schedule], args
+
+    def fetch(self, wid: str, queues: Sequence[str], count: int) -> tuple[list[str], list[Any]]:
+        keys = [self.k.leases, self.k.inflight(wid), self.k.token, self.k.paused]
+        for q in queues:
+            keys.append(self.k.queue(q))
+            keys.append(self.k.claim(wid, q))
+        args: list[Any] = [wid, count, int(self.s.lease_ttl_s * 1000), self.k.status_prefix,
+                           self.s.status_ttl_s, *queues]
+        return keys, args
+
+    def ack(self, wid: str, done: Sequence[tuple[str, str, bytes]]) -> tuple[list[str], list[Any]]:
+        args: list[Any] = [self.k.status_prefix, self.s.status_ttl_s, len(done)]
+        for token, jid, result in done:
+            args.extend((token, jid, result))
+        return [self.k.inflight(wid)], args
+
+    def fail(self, wid: str, f: Failure) -> tuple[list[str], list[Any]]:
+        keys = [self.k.inflight(wid), self.k.retry, self.k.dead]
+        args = [f.token, f.jid, f.mode, f.raw, f.delay_s, self.k.status_prefix,
+                self.s.status_ttl_s, f.error_class, f.error_message, self.s.dead_max_jobs,
+                self.s.dead_timeout_s]
+        return keys, args
+
+    def recover(self, mode: str, wid: str = "") -> tuple[list[str], list[Any]]:
+        keys = [self.k.leases, self.k.workers, self.k.queues, self.k.quarantine, self.k.worker_info]
+        args = [mode, wid, self.k.own(""), self.k.queue_prefix, self.s.max_recoveries,
+                72 * 3600, self.s.status_ttl_s, RECOVER_MAX_WORKERS]
+        return keys, args
+
+    def promote(self, source_key: str, limit: int) -> tuple[list[str], list[Any]]:
+        keys = [source_key, self.k.queues, self.k.quarantine]
+        return keys, [self.k.queue_prefix, self.k.status_prefix, limit, self.s.status_ttl_s]
+
+    def bury(self, entry: bytes, dead_raw: bytes, jid: str, error_class: str,
+             message: str) -> tuple[list[str], list[Any]]:
+        keys = [self.k.quarantine, self.k.dead]
+        args = [entry, dead_raw, jid, self.k.status_prefix, self.s.status_ttl_s, error_class,
+                message, self.s.dead_max_jobs, self.s.dead_timeout_s]
+        return keys, args
+
+    def requeue(self, source_key: str, raws: Sequence[bytes]) -> tuple[list[str], list[Any]]:
+        keys = [source_key, self.k.queues]
+        return keys, [self.k.queue_prefix, self.k.status_prefix, self.s.status_ttl_s, *raws]
+
+
+def _parse_fetch(reply: list[Any]) -> list[Fetched] | None:
+    if reply and reply[0] == -1:
+        return None
+    out = []
+    for i in range(0, len(reply), 3):
+        token, queue, raw = reply[i], reply[i + 1], reply[i + 2]
+        out.append(Fetched(str(token), queue.decode(), raw))
+    return out
+
+
+class SyncBroker:
+    """Blocking Redis access for clients, the CLI, the admin facade and the heartbeat thread."""
+
+    def __init__(self, url: str, settings: Settings | None = None, namespace: str = "") -> None:
+        self.url = url
+        self.settings = settings or Settings()
+        self.keys = Keys(namespace or self.settings.namespace)
+        self.redis: redis.Redis = redis.Redis.from_url(url, **_connection_kwargs())
+        self._args = _Args(self.keys, self.settings)
+        self.scripts = {name: self.redis.register_script(source(name)) for name in SCRIPT_NAMES}
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        try:
+            return self.scripts[name](keys=keys, args=args, client=client)
+        except redis.ConnectionError as exc:
+            raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+
+    def enqueue(self, items: Sequence[EnqueueItem]) -> tuple[int, int]:
+        """Push jobs in chunks, all chunks in one round trip."""
+        if len(items) <= ENQUEUE_CHUNK:
+            enq, sched = self._run("enqueue", *self._args.enqueue(items))
+            return int(enq), int(sched)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in range(0, len(items), ENQUEUE_CHUNK):
+                keys, args = self._args.enqueue(items[i : i + ENQUEUE_CHUNK])
+                self.scripts["enqueue"](keys=keys, args=args, client=pipe)
+            replies = pipe.execute()
+        except redis.ConnectionError as exc:
+            raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        return sum(int(r[0]) for r in replies), sum(int(r[1]) for r in replies)
+
+    def register(self, wid: str, info: bytes) -> None:
+        self.redis.hset(self.keys.worker_info, wid, info)
+        self._run("register", [self.keys.leases, self.keys.workers],
+                  [wid, int(self.settings.lease_ttl_s * 1000)])
+
+    def renew(self, wid: str) -> bool:
+        return bool(self._run("renew", [self.keys.leases],
+                              [wid, int(self.settings.lease_ttl_s * 1000)]))
+
+    def fetch(self, wid: str, queues: Sequence[str], count: int) -> list[Fetched] | None:
+        return _parse_fetch(self._run("fetch", *self._args.fetch(wid, queues, count)))
+
+    def ack(self, wid: str, done: Sequence[tuple[str, str, bytes]]) -> list[str]:
+        return [r.decode() for r in self._run("ack", *self._args.ack(wid, done))]
+
+    def fail(self, wid: str, failure: Failure) -> bool:
+        return bool(self._run("fail", *self._args.fail(wid, failure)))
+
+    def recover_expired(self) -> tuple[int, int, int]:
+        w, j, q = self._run("recover", *self._args.recover("expired"))
+        return int(w), int(j), int(q)
+
+    def release(self, wid: str) -> int:
+        """Hand every job this worker holds back to its queue and drop its lease (clean exit)."""
+        _, jobs, _ = self._run("recover", *self._args.recover("release", wid))
+        return int(jobs)
+
+    def promote(self, source_key: str, limit: int) -> tuple[int, bool]:
+        moved, more = self._run("promote", *self._args.promote(source_key, limit))
+        return int(moved), bool(more)
+
+    def bury(self, entry: bytes, dead_raw: bytes, jid: str, error_class: str, msg: str) -> bool:
+        return bool(self._run("bury", *self._args.bury(entry, dead_raw, jid, error_class, msg)))
+
+    def requeue(self, source_key: str, raws: Sequence[bytes]) -> int:
+        if not raws:
+            return 0
+        return int(self._run("requeue", *self._args.requeue(source_key, raws)))
+
+    def cancel(self, jid: str) -> str:
+        prev = self._run("cancel", [self.keys.job(jid)], [self.settings.status_ttl_s])
+        return prev.decode() if isinstance(prev, bytes) else str(prev or "")
+
+    def status(self, jid: str) -> dict[str, str]:
+        raw = self.redis.hgetall(self.keys.job(jid))
+        return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+    def statuses(self, jids: Iterable[str]) -> list[str | None]:
+        """The state of each job (None when unknown), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for jid in jids:
+            pipe.hget(self.keys.job(jid), "state")
+        return [s.decode() if s else None for s in pipe.execute()]
+
+
+class AsyncBroker:
+    """asyncio Redis access for the worker's orchestrator (one instance per event loop)."""
+
+    def __init__(self, url: str, settings: Settings | None = None, namespace: str = "",
+                 max_connections: int = 64) -> None:
+        self.url = url
+        self.settings = settings or Settings()
+        self.keys = Keys(namespace or self.settings.namespace)
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            url, max_connections=max_connections, **_connection_kwargs()
+        )
+        self._args = _Args(self.keys, self.settings)
+        self.scripts = {name: self.redis.register_script(source(name)) for name in SCRIPT_NAMES}
+        self.loop = asyncio.get_running_loop()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self.scripts[name](keys=keys, args=args)
+        except redis.ConnectionError as exc:
+            raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+
+    async def enqueue(self, items: Sequence[EnqueueItem]) -> tuple[int, int]:
+        enq = sched = 0
+        for i in range(0, len(items), ENQUEUE_CHUNK):
+            e, s = await self._run("enqueue", *self._args.enqueue(items[i : i + ENQUEUE_CHUNK]))
+            enq, sched = enq + int(e), sched + int(s)
+        return enq, sched
+
+    async def fetch(self, wid: str, queues: Sequence[str], count: int) -> list[Fetched] | None:
+        return _parse_fetch(await self._run("fetch", *self._args.fetch(wid, queues, count)))
+
+    async def claim(self, wid: str, queue: str, timeout_s: float) -> bool:
+        """Block until a job arrives in ``queue`` and move it into this worker's claim list."""
+        try:
+            moved = await self.redis.blmove(
+                self.keys.queue(queue), self.keys.claim(wid, queue), timeout_s, "RIGHT", "LEFT"
+            )
+        except redis.ConnectionError as exc:
+            raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        return moved is not None
+
+    async def ack(self, wid: str, done: Sequence[tuple[str, str, bytes]]) -> list[str]:
+        return [r.decode() for r in await self._run("ack", *self._args.ack(wid, done))]
+
+    async def fail(self, wid: str, failure: Failure) -> bool:
+        return bool(await self._run("fail", *self._args.fail(wid, failure)))
+
+    async def promote(self, source_key: str, limit: int) -> tuple[int, bool]:
+        moved, more = await self._run("promote", *self._args.promote(source_key, limit))
+        return int(moved), bool(more)
+
+    async def recover_expired(self) -> tuple[int, int, int]:
+        w, j, q = await self._run("recover", *self._args.recover("expired"))
+        return int(w), int(j), int(q)
+
+    async def bury(self, entry: bytes, dead_raw: bytes, jid: str, error_class: str,
+                   msg: str) -> bool:
+        keys, args = self._args.bury(entry, dead_raw, jid, error_class, msg)
+        return bool(await self._run("bury", keys, args))

@@ -1,0 +1,38 @@
+"""Lua scripts: loaded from the ``.lua`` files beside this module, each with a contract header.
+
+Scripts that push an existing job back into a queue are prefixed with ``_stamp.lua`` (a shared
+helper that refreshes ``enqueued_at`` without touching any other byte). redis-py's ``Script``
+runs them with EVALSHA and reloads once on NOSCRIPT (for example after a Redis restart).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+SCRIPT_NAMES = (
+    "enqueue",
+    "fetch",
+    "ack",
+    "fail",
+    "promote",
+    "register",
+    "renew",
+    "recover",
+    "bury",
+    "requeue",
+    "cancel",
+)
+_STAMPED = frozenset({"promote", "recover", "requeue"})
+
+
+@cache
+def source(name: str) -> str:
+    """The Lua source of script ``name``, with its shared helpers prepended."""
+    if name not in SCRIPT_NAMES:
+        raise KeyError(f"no Lua script named {name!r}")
+    folder = resources.files(__package__).joinpath("scripts")
+    text = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    if name in _STAMPED:
+        text = folder.joinpath("_stamp.lua").read_text(encoding="utf-8") + "\n" + text
+    return text

@@ -1,0 +1,83 @@
+-- fetch.lua: take up to N jobs for a worker, atomically into its in-flight record under its lease.
+--
+-- KEYS[1]  leases         ZSET worker id -> lease expiry, ms on the Redis clock
+-- KEYS[2]  inflight       HASH fencing token -> "<queue>\n<raw job>" for this worker
+-- KEYS[3]  token          STRING counter of fencing tokens
+-- KEYS[4]  paused         SET of paused queue names
+-- KEYS[5 + 2*i], KEYS[6 + 2*i]   for queue i in fetch order: the queue LIST and this worker's
+--                                claim LIST for it (jobs a blocked BLMOVE already moved here)
+-- ARGV[1]  worker id
+-- ARGV[2]  max jobs       count (the worker's free slots)
+-- ARGV[3]  lease ttl      ms
+-- ARGV[4]  status prefix  string; a job's status key is prefix..jid
+-- ARGV[5]  status ttl     seconds
+-- ARGV[6 + i]             queue i's name
+-- Returns: {-1} when this worker holds no lease (it was presumed dead: re-register, then fetch);
+--          otherwise a flat array token1, queue1, raw1, token2, ... (may be empty)
+--
+-- A job whose status says "cancelled" is dropped here instead of being handed out.
+-- Jobs are taken from the claim lists first, then from the queues in the given order.
+
+local wid, want, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local sprefix, ttl = ARGV[4], tonumber(ARGV[5])
+if not redis.call('ZSCORE', KEYS[1], wid) then
+  return {-1}
+end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_s = string.format('%d.%06d', t[1], t[2])
+redis.call('ZADD', KEYS[1], now_ms + lease_ms, wid)
+
+local out = {}
+local taken = 0
+local nqueues = (#KEYS - 4) / 2
+
+local function take(queue, raw)
+  local ok, job = pcall(cjson.decode, raw)
+  local jid = nil
+  if ok and type(job) == 'table' and type(job['jid']) == 'string' then
+    jid = job['jid']
+  end
+  if jid then
+    local skey = sprefix .. jid
+    if redis.call('HGET', skey, 'state') == 'cancelled' then
+      redis.call('HSET', skey, 'finished_at', now_s)
+      return
+    end
+    local cls = (ok and type(job['class']) == 'string') and job['class'] or ''
+    redis.call('HSET', skey, 'state', 'active', 'started_at', now_s, 'worker', wid,
+      'queue', queue, 'class', cls)
+    redis.call('HINCRBY', skey, 'attempts', 1)
+    redis.call('EXPIRE', skey, ttl)
+  end
+  local token = redis.call('INCR', KEYS[3])
+  redis.call('HSET', KEYS[2], token, queue .. '\n' .. raw)
+  out[#out + 1] = token
+  out[#out + 1] = queue
+  out[#out + 1] = raw
+  taken = taken + 1
+end
+
+-- claimed jobs first: they already left their queue for this worker
+for i = 0, nqueues - 1 do
+  local claim = KEYS[6 + 2 * i]
+  while taken < want do
+    local raw = redis.call('RPOP', claim)
+    if not raw then break end
+    take(ARGV[6 + i], raw)
+  end
+end
+
+for i = 0, nqueues - 1 do
+  if taken >= want then break end
+  local queue = ARGV[6 + i]
+  if redis.call('SISMEMBER', KEYS[4], queue) == 0 then
+    local items = redis.call('RPOP', KEYS[5 + 2 * i], want - taken)
+    if items then
+      for _, raw in ipairs(items) do
+        take(queue, raw)
+      end
+    end
+  end
+end
+return out

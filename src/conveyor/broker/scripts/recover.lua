@@ -1,0 +1,99 @@
+-- recover.lua: requeue the in-flight jobs of workers whose lease expired (or of one worker that is
+-- exiting and hands its jobs back). Jobs lost too often go to quarantine, to be buried as dead.
+-- (Prefixed with _stamp.lua.)
+--
+-- KEYS[1]  leases         ZSET worker id -> lease expiry, ms on the Redis clock
+-- KEYS[2]  workers        SET of worker ids with state in Redis
+-- KEYS[3]  queues         SET of queue names
+-- KEYS[4]  quarantine     LIST "<reason>\n<raw>" for the worker to bury in the dead set
+-- KEYS[5]  worker info    HASH worker id -> JSON {"queues": [...], ...} (finds claim lists)
+-- ARGV[1]  mode           "expired" (every expired lease, counts recoveries) or "release"
+-- ARGV[2]  worker id      the exiting worker (release mode)
+-- ARGV[3]  own prefix     string, e.g. "conveyor:" (inflight:, claim:, recoveries:, job: below it)
+-- ARGV[4]  queue prefix   string, e.g. "queue:"
+-- ARGV[5]  max recoveries count; above it a job is quarantined with reason "worker lost"
+-- ARGV[6]  recoveries ttl seconds a recovery count is remembered
+-- ARGV[7]  status ttl     seconds
+-- ARGV[8]  max workers    most expired workers handled in one call
+-- Returns: {workers recovered, jobs requeued, jobs quarantined}
+
+local mode, own, qprefix = ARGV[1], ARGV[3], ARGV[4]
+local max_rec, rec_ttl, sttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_s = string.format('%d.%06d', t[1], t[2])
+local count_recovery = (mode == 'expired')
+
+local wids
+if mode == 'expired' then
+  wids = redis.call('ZRANGE', KEYS[1], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[8]))
+  -- a worker with state but no lease at all (fenced, then died before registering again)
+  for _, wid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if not redis.call('ZSCORE', KEYS[1], wid) then wids[#wids + 1] = wid end
+  end
+else
+  wids = {ARGV[2]}
+end
+
+local requeued, quarantined = 0, 0
+
+local function give_back(queue, raw)
+  local ok, job = pcall(cjson.decode, raw)
+  local jid = nil
+  if ok and type(job) == 'table' and type(job['jid']) == 'string' then jid = job['jid'] end
+  if count_recovery and jid then
+    local rkey = own .. 'recoveries:' .. jid
+    local n = redis.call('INCR', rkey)
+    redis.call('EXPIRE', rkey, rec_ttl)
+    if n > max_rec then
+      redis.call('RPUSH', KEYS[4], 'worker lost ' .. n .. ' times\n' .. raw)
+      quarantined = quarantined + 1
+      return
+    end
+  end
+  if jid then
+    local skey = own .. 'job:' .. jid
+    if redis.call('EXISTS', skey) == 1 then
+      redis.call('HSET', skey, 'state', 'enqueued', 'enqueued_at', now_s)
+      redis.call('EXPIRE', skey, sttl)
+    end
+  end
+  redis.call('SADD', KEYS[3], queue)
+  -- RPUSH: the job goes back to the front of its queue, as Sidekiq's requeue does
+  redis.call('RPUSH', qprefix .. queue, stamp(raw, job, now_s))
+  requeued = requeued + 1
+end
+
+for _, wid in ipairs(wids) do
+  local inflight = own .. 'inflight:' .. wid
+  local entries = redis.call('HGETALL', inflight)
+  for i = 2, #entries, 2 do
+    local entry = entries[i]
+    local nl = string.find(entry, '\n', 1, true)
+    give_back(string.sub(entry, 1, nl - 1), string.sub(entry, nl + 1))
+  end
+  redis.call('DEL', inflight)
+  -- claim lists: own..'claim:'..wid..':'..queue, for each queue named in the worker's info
+  local claims = {}
+  local info_raw = redis.call('HGET', KEYS[5], wid)
+  if info_raw then
+    local ok, info = pcall(cjson.decode, info_raw)
+    if ok and type(info) == 'table' and type(info['queues']) == 'table' then
+      for _, q in ipairs(info['queues']) do
+        claims[#claims + 1] = own .. 'claim:' .. wid .. ':' .. q
+      end
+    end
+  end
+  local cprefix_len = string.len(own .. 'claim:' .. wid .. ':')
+  for _, ckey in ipairs(claims) do
+    local queue = string.sub(ckey, cprefix_len + 1)
+    local items = redis.call('LRANGE', ckey, 0, -1)
+    -- the list's tail is its oldest item; hand back oldest last so it ends up first in line
+    for k = 1, #items do give_back(queue, items[k]) end
+    redis.call('DEL', ckey)
+  end
+  redis.call('ZREM', KEYS[1], wid)
+  redis.call('SREM', KEYS[2], wid)
+  redis.call('HDEL', KEYS[5], wid)
+end
+return {#wids, requeued, quarantined}

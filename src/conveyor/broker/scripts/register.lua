@@ -1,0 +1,13 @@
+-- register.lua: give a worker a lease (at start, or again after it was presumed dead).
+--
+-- KEYS[1]  leases    ZSET worker id -> lease expiry, ms on the Redis clock
+-- KEYS[2]  workers   SET of worker ids with state in Redis
+-- ARGV[1]  worker id
+-- ARGV[2]  lease ttl ms
+-- Returns: 1
+
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1

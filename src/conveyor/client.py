@@ -1,0 +1,267 @@
+"""Enqueueing and job handles, sync and async.
+
+A request becomes a Sidekiq-format payload (see ``job.py``) and one script call puts it in its
+queue or the schedule together with its status record. ``enqueue_many`` sends all requests in
+one pipelined round trip. A :class:`JobHandle` reads a job's status and waits for its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .broker import AsyncBroker, EnqueueItem, SyncBroker
+from .errors import JobFailed, JobNotFound
+from .job import build_payload, check_arguments, dumps, loads, stamp_enqueued, validate_queue_name
+
+if TYPE_CHECKING:
+    from .app import App
+
+RESULT_POLL_MIN_S = 0.005
+RESULT_POLL_MAX_S = 0.25
+TERMINAL_STATES = frozenset({"completed", "dead", "failed", "cancelled"})
+STATES = ("scheduled", "enqueued", "active", "retrying", "completed", "dead", "failed", "cancelled")
+
+
+@dataclass
+class EnqueueRequest:
+    """One job to enqueue. Give ``queue`` or ``priority`` (high, normal, low), not both;
+    ``delay`` (seconds from now) or ``at`` (a datetime or epoch seconds), not both."""
+
+    name: str
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: str | None = None
+    delay: float | None = None
+    at: datetime | float | None = None
+    retry: bool | int | None = None
+    timeout: float | None = None
+    jid: str | None = None
+    extra: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job's status record, as stored with a TTL under ``conveyor:job:<jid>``."""
+
+    jid: str
+    state: str
+    name: str = ""
+    queue: str = ""
+    attempts: int = 0
+    created_at: float | None = None
+    enqueued_at: float | None = None
+    scheduled_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    retry_at: float | None = None
+    error_class: str = ""
+    error_message: str = ""
+    worker: str = ""
+    result: Any = None
+    progress: Any = None
+
+    @classmethod
+    def from_record(cls, jid: str, rec: Mapping[str, str]) -> JobStatus:
+        def num(key: str) -> float | None:
+            value = rec.get(key)
+            return float(value) if value else None
+
+        return cls(
+            jid=jid,
+            state=rec.get("state", "unknown"),
+            name=rec.get("class", ""),
+            queue=rec.get("queue", ""),
+            attempts=int(rec.get("attempts") or 0),
+            created_at=num("created_at"),
+            enqueued_at=num("enqueued_at"),
+            scheduled_at=num("scheduled_at"),
+            started_at=num("started_at"),
+            finished_at=num("finished_at"),
+            retry_at=num("retry_at"),
+            error_class=rec.get("error_class", ""),
+            error_message=rec.get("error_message", ""),
+            worker=rec.get("worker", ""),
+            result=loads(rec["result"]) if rec.get("result") else None,
+            progress=loads(rec["progress"]) if rec.get("progress") else None,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+class JobHandle:
+    """A reference to an enqueued job: its id, its status and its result."""
+
+    def __init__(self, client: Client, jid: str, inline_status: JobStatus | None = None) -> None:
+        self.client = client
+        self.id = jid
+        self._inline = inline_status
+
+    @property
+    def jid(self) -> str:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id}>"
+
+    def status(self) -> JobStatus:
+        """The job's current status; raises JobNotFound when no record exists (or it expired)."""
+        if self._inline is not None:
+            return self._inline
+        rec = self.client.sync.status(self.id)
+        if not rec:
+            raise JobNotFound(f"no job {self.id!r} (unknown id, or its status record expired)")
+        return JobStatus.from_record(self.id, rec)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job to finish and return its result; raise JobFailed if it did not
+        complete, TimeoutError if ``timeout`` seconds pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = RESULT_POLL_MIN_S
+        while True:
+            st = self.status()
+            if st.finished:
+                return _result_of(st)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} is still {st.state} after {timeout}s")
+            time.sleep(pause)
+            pause = min(RESULT_POLL_MAX_S, pause * 2)
+
+    async def aresult(self, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = RESULT_POLL_MIN_S
+        while True:
+            st = await asyncio.to_thread(self.status)
+            if st.finished:
+                return _result_of(st)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} is still {st.state} after {timeout}s")
+            await asyncio.sleep(pause)
+            pause = min(RESULT_POLL_MAX_S, pause * 2)
+
+    def cancel(self) -> str:
+        """Cancel the job; returns the state it had before."""
+        return self.client.sync.cancel(self.id)
+
+
+def _result_of(st: JobStatus) -> Any:
+    if st.state == "completed":
+        return st.result
+    raise JobFailed(st)
+
+
+class Client:
+    """Turns enqueue requests into payloads and pushes them (sync or async)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._sync: SyncBroker | None = None
+        self._async: AsyncBroker | None = None
+
+    @property
+    def sync(self) -> SyncBroker:
+        if self._sync is None:
+            from .embedded import resolve_redis_url
+
+            self._sync = SyncBroker(resolve_redis_url(self.app.settings), self.app.settings)
+        return self._sync
+
+    async def async_broker(self) -> AsyncBroker:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async.loop is not loop:
+            from .embedded import resolve_redis_url
+
+            url = await asyncio.to_thread(resolve_redis_url, self.app.settings)
+            self._async = AsyncBroker(url, self.app.settings)
+        return self._async
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    # --- building ------------------------------------------------------------------------------
+    def build(self, req: EnqueueRequest) -> EnqueueItem:
+        """Validate a request and build its payload; raises before anything is sent."""
+        spec = self.app.registry.get(req.name)
+        queue = self._queue_of(req, spec.queue if spec else "default")
+        check_arguments(req.args, req.kwargs)
+        extra: dict[str, Any] = dict(req.extra or {})
+        timeout = req.timeout if req.timeout is not None else None
+        if timeout is not None:
+            extra["timeout"] = timeout
+        retry: bool | int = req.retry if req.retry is not None else (spec.retry if spec else True)
+        payload = build_payload(req.name, req.args, req.kwargs, queue=queue, retry=retry,
+                                jid=req.jid, extra=extra)
+        when = _when(req)
+        if not when:
+            stamp_enqueued(payload)
+        return EnqueueItem(queue, dumps(payload), payload["jid"], req.name, when)
+
+    def _queue_of(self, req: EnqueueRequest, default: str) -> str:
+        if req.queue and req.priority:
+            raise ValueError("give queue= or priority=, not both")
+        if req.priority is not None:
+            try:
+                return self.app.priority_queues[req.priority]
+            except KeyError:
+                known = ", ".join(self.app.priority_queues)
+                raise ValueError(f"priority {req.priority!r} is not one of: {known}") from None
+        return validate_queue_name(req.queue or default)
+
+    # --- sending ---------------------------------------------------------------------------------
+    def enqueue(self, req: EnqueueRequest) -> JobHandle:
+        item = self.build(req)
+        if self.app.inline:
+            return self._run_inline(req, item)
+        self.sync.enqueue([item])
+        return JobHandle(self, item.jid)
+
+    def enqueue_many(self, reqs: Sequence[EnqueueRequest]) -> list[JobHandle]:
+        items = [self.build(r) for r in reqs]
+        if self.app.inline:
+            return [self._run_inline(r, i) for r, i in zip(reqs, items, strict=True)]
+        self.sync.enqueue(items)
+        return [JobHandle(self, it.jid) for it in items]
+
+    async def aenqueue(self, req: EnqueueRequest) -> JobHandle:
+        item = self.build(req)
+        if self.app.inline:
+            return await asyncio.to_thread(self._run_inline, req, item)
+        broker = await self.async_broker()
+        await broker.enqueue([item])
+        return JobHandle(self, item.jid)
+
+    async def aenqueue_many(self, reqs: Sequence[EnqueueRequest]) -> list[JobHandle]:
+        items = [self.build(r) for r in reqs]
+        if self.app.inline:
+            return [await asyncio.to_thread(self._run_inline, r, i)
+                    for r, i in zip(reqs, items, strict=True)]
+        broker = await self.async_broker()
+        await broker.enqueue(items)
+        return [JobHandle(self, it.jid) for it in items]
+
+    def _run_inline(self, req: EnqueueRequest, item: EnqueueItem) -> JobHandle:
+        from .testing import run_inline
+
+        return JobHandle(self, item.jid, run_inline(self.app, item))
+
+
+def _when(req: EnqueueRequest) -> str:
+    if req.delay is not None and req.at is not None:
+        raise ValueError("give delay= or at=, not both")
+    if req.delay is not None:
+        if req.delay < 0:
+            raise ValueError(f"delay must be zero or more seconds, got {req.delay}")
+        return f"+{float(req.delay):.6f}" if req.delay > 0 else ""
+    if req.at is not None:
+        ts = req.at.timestamp() if isinstance(req.at, datetime) else float(req.at)
+        return f"@{ts:.6f}"
+    return ""

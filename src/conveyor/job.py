@@ -1,0 +1,219 @@
+"""The job payload: Sidekiq's JSON wire format, built, checked and parsed here.
+
+A job on the wire is one JSON object with Sidekiq's fields (``class``, ``args``, ``jid``,
+``queue``, ``retry``, float-second ``created_at`` / ``enqueued_at``) plus, when needed, Conveyor's
+own keys (``kwargs``, ``timeout``, ``traceparent``). Unknown keys written by other producers are
+kept untouched because every rewrite starts from the raw string read from Redis.
+
+Encoding is compact UTF-8 JSON (what Ruby's ``JSON.generate`` writes). NaN and infinities are
+refused, as are values JSON cannot carry (sets, datetimes, objects): the error names the argument.
+Decoding falls back to the standard library when a number may not fit a 64-bit integer, so big
+integers keep their exact value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import MalformedJob, SerializationError
+
+JID_BYTES = 12  # 24 hex characters, like Sidekiq
+DEFAULT_QUEUE = "default"
+MAX_QUEUE_NAME_LEN = 200
+
+_ORJSON_OPTS = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+_MAYBE_BIG_INT = re.compile(rb"\d{19,}")
+_NOT_JSON = (set, frozenset, bytes, bytearray, complex)
+
+
+def new_jid() -> str:
+    """A new job id: 24 lowercase hex characters (12 random bytes), as Sidekiq makes them."""
+    return os.urandom(JID_BYTES).hex()
+
+
+def now_s() -> float:
+    """Epoch seconds as a float (Sidekiq timestamps are floats; an int would read as ms in 8.x)."""
+    return time.time()
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode to compact UTF-8 JSON; raise SerializationError for anything JSON cannot carry."""
+    try:
+        out = orjson.dumps(obj, default=_refuse, option=_ORJSON_OPTS)
+    except TypeError as exc:
+        if "64-bit" in str(exc) or "Integer" in str(exc):
+            return _dumps_std(obj)
+        raise SerializationError(_describe_bad_value(obj) or str(exc)) from None
+    if b"null" in out:
+        bad = _describe_bad_value(obj)
+        if bad:
+            raise SerializationError(bad)
+    return out
+
+
+def _dumps_std(obj: Any) -> bytes:
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(_describe_bad_value(obj) or str(exc)) from None
+
+
+def loads(raw: bytes | str) -> Any:
+    """Decode JSON; exact for integers beyond 64 bits."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if _MAYBE_BIG_INT.search(data):
+        return json.loads(data)
+    return orjson.loads(data)
+
+
+def _describe_bad_value(obj: Any, path: str = "value") -> str | None:
+    """Find the first value JSON cannot carry and say where it is, or None if all is well."""
+    if obj is None or isinstance(obj, bool | int | str):
+        return None
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else f"{path} is {obj!r}; JSON has no NaN or infinity"
+    if isinstance(obj, Mapping):
+        for key, val in obj.items():
+            if not isinstance(key, str):
+                return f"{path} has a non-string key {key!r}; JSON object keys must be strings"
+            bad = _describe_bad_value(val, f"{path}[{key!r}]")
+            if bad:
+                return bad
+        return None
+    if isinstance(obj, list | tuple):
+        for i, val in enumerate(obj):
+            bad = _describe_bad_value(val, f"{path}[{i}]")
+            if bad:
+                return bad
+        return None
+    kind = type(obj).__name__
+    hint = " (send bytes as base64 text)" if isinstance(obj, _NOT_JSON) else ""
+    return f"{path} is a {kind}, which is not JSON-serializable{hint}"
+
+
+def check_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """Raise SerializationError naming the first argument that cannot travel as JSON."""
+    for i, val in enumerate(args):
+        bad = _describe_bad_value(val, f"argument {i}")
+        if bad:
+            raise SerializationError(bad)
+    for name, val in kwargs.items():
+        bad = _describe_bad_value(val, f"keyword argument {name!r}")
+        if bad:
+            raise SerializationError(bad)
+
+
+def validate_queue_name(queue: str) -> str:
+    if not isinstance(queue, str) or not queue:
+        raise ValueError("queue name must be a non-empty string")
+    if len(queue) > MAX_QUEUE_NAME_LEN or any(c in queue for c in "\n\r\0 ,"):
+        raise ValueError(
+            f"queue name {queue[:40]!r} is not allowed: at most {MAX_QUEUE_NAME_LEN} characters, "
+            "no spaces, commas or line breaks"
+        )
+    return queue
+
+
+def build_payload(
+    name: str,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    retry: bool | int = True,
+    jid: str | None = None,
+    created_at: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Sidekiq-format job dict (``enqueued_at`` is added by :func:`stamp_enqueued`)."""
+    payload: dict[str, Any] = {
+        "retry": retry,
+        "queue": queue,
+        "class": name,
+        "args": list(args),
+    }
+    if kwargs:
+        payload["kwargs"] = dict(kwargs)
+    if extra:
+        payload.update(extra)
+    payload["jid"] = jid or new_jid()
+    payload["created_at"] = created_at if created_at is not None else now_s()
+    return payload
+
+
+def stamp_enqueued(payload: dict[str, Any], at: float | None = None) -> dict[str, Any]:
+    """Set ``enqueued_at`` last, where the scheduler's Lua expects to refresh it."""
+    payload.pop("enqueued_at", None)
+    payload["enqueued_at"] = at if at is not None else now_s()
+    return payload
+
+
+@dataclass(slots=True)
+class Job:
+    """A job taken from Redis by a worker: the exact raw bytes and the parsed payload."""
+
+    raw: bytes
+    data: dict[str, Any]
+    queue: str
+    token: str = ""
+    fetched_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def jid(self) -> str:
+        return str(self.data.get("jid") or "")
+
+    @property
+    def name(self) -> str:
+        return str(self.data["class"])
+
+    @property
+    def args(self) -> list[Any]:
+        return self.data["args"]  # type: ignore[no-any-return]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self.data.get("kwargs") or {}
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first run, 2 after one failure, and so on."""
+        count = self.data.get("retry_count")
+        return 1 if count is None else int(count) + 2
+
+
+def parse_job(raw: bytes, queue: str, token: str = "") -> Job:
+    """Parse a raw job, or raise MalformedJob saying what is wrong with it."""
+    try:
+        data = loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJob(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedJob(f"a job must be a JSON object, got {type(data).__name__}")
+    cls = data.get("class")
+    if not isinstance(cls, str) or not cls:
+        raise MalformedJob("the job has no 'class' (its type name)")
+    args = data.get("args", [])
+    if not isinstance(args, list):
+        raise MalformedJob(f"'args' must be an array, got {type(args).__name__}")
+    data.setdefault("args", args)
+    kwargs = data.get("kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise MalformedJob(f"'kwargs' must be an object, got {type(kwargs).__name__}")
+    return Job(raw=raw, data=data, queue=queue, token=token)

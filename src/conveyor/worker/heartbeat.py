@@ -1,0 +1,166 @@
+"""The heartbeat: renews the worker's lease and publishes it in Sidekiq's process format.
+
+It runs in its own thread with its own (sync) Redis connection, so a job that blocks the event
+loop cannot starve it: the lease stays alive while the process is alive. Each beat:
+
+1. renews the lease (``renew.lua``); if the lease is gone, the worker was presumed dead and its
+   jobs requeued, so the worker is told it is fenced;
+2. flushes the processed/failed counters into Sidekiq's ``stat:*`` keys (lifetime and UTC daily);
+3. writes the process hash (``info``, ``busy``, ``beat``, ``quiet``, ``rss``, ``rtt_us``) and the
+   busy-job hashes under both Sidekiq generations' names, with Sidekiq's 60 s TTL;
+4. pops one signal pushed by Sidekiq's Web UI (TSTP, TERM, TTIN) and hands it to the worker;
+5. reads the states of the running jobs and tells the worker which ones were cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+import redis
+
+from ..broker import SyncBroker
+from ..job import dumps
+from ..settings import PROCESS_TTL_S
+
+log = logging.getLogger("conveyor.heartbeat")
+DAILY_STAT_TTL_S = 5 * 365 * 24 * 3600  # Sidekiq keeps daily counters five years
+
+
+@dataclass
+class Counters:
+    """Processed/failed counts since the last flush; updated by the loop, drained here."""
+
+    processed: int = 0
+    failed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, processed: int, failed: int) -> None:
+        with self.lock:
+            self.processed += processed
+            self.failed += failed
+
+    def take(self) -> tuple[int, int]:
+        with self.lock:
+            p, f = self.processed, self.failed
+            self.processed = self.failed = 0
+            return p, f
+
+
+@dataclass
+class BeatCallbacks:
+    """How the heartbeat reaches the worker (each is called from the heartbeat thread)."""
+
+    busy: Callable[[], dict[str, tuple[str, bytes, int]]]
+    quiet: Callable[[], bool]
+    on_fenced: Callable[[], None]
+    on_signal: Callable[[str], None]
+    on_cancelled: Callable[[list[str]], None]
+
+
+class Heartbeat:
+    """A thread that beats every ``interval_s`` until stopped."""
+
+    def __init__(self, broker: SyncBroker, identity: str, info: dict[str, Any],
+                 counters: Counters, callbacks: BeatCallbacks, interval_s: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.broker = broker
+        self.identity = identity
+        self.info = info
+        self.counters = counters
+        self.cb = callbacks
+        self.interval_s = interval_s
+        self.clock = clock
+        self.stop_event = threading.Event()
+        self._thread = threading.Thread(target=self.run, name="conveyor-heartbeat", daemon=True)
+        self._proc = psutil.Process()
+        self.beats = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.stop_event.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.beat()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("heartbeat failed (will retry): %s", exc)
+            self.stop_event.wait(self.interval_s)
+
+    def beat(self) -> None:
+        if not self.broker.renew(self.identity):
+            log.warning("worker %s lost its lease; its jobs were requeued", self.identity)
+            self.cb.on_fenced()
+        busy = self.cb.busy()
+        signal = self._publish(busy)
+        if signal:
+            self.cb.on_signal(signal)
+        if busy:
+            states = self.broker.statuses(busy)
+            cancelled = [jid for jid, st in zip(busy, states, strict=True) if st == "cancelled"]
+            if cancelled:
+                self.cb.on_cancelled(cancelled)
+        self.beats += 1
+
+    def _publish(self, busy: dict[str, tuple[str, bytes, int]]) -> str | None:
+        k = self.broker.keys
+        processed, failed = self.counters.take()
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        pipe = self.broker.redis.pipeline(transaction=True)
+        for name, n in (("processed", processed), ("failed", failed)):
+            pipe.incrby(k.stat(name), n)
+            pipe.incrby(k.stat(name, day), n)
+            pipe.expire(k.stat(name, day), DAILY_STAT_TTL_S)
+        for work_key in k.process_work(self.identity):
+            pipe.unlink(work_key)
+            for jid, (queue, raw, run_at) in busy.items():
+                entry = {"queue": queue, "payload": raw.decode("utf-8", "replace"), "run_at": run_at}
+                pipe.hset(work_key, jid, dumps(entry))
+            pipe.expire(work_key, PROCESS_TTL_S)
+        started = time.perf_counter()
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            self.counters.add(processed, failed)  # keep the counts for the next beat
+            raise
+        rtt_us = int((time.perf_counter() - started) * 1e6)
+        pipe = self.broker.redis.pipeline(transaction=True)
+        pipe.sadd(k.processes, self.identity)
+        pipe.hset(k.process(self.identity), mapping={
+            "info": dumps(self.info),
+            "busy": len(busy),
+            "beat": f"{self.clock():.6f}",
+            "quiet": "true" if self.cb.quiet() else "false",
+            "rss": self._proc.memory_info().rss // 1024,
+            "rtt_us": rtt_us,
+        })
+        pipe.expire(k.process(self.identity), PROCESS_TTL_S)
+        pipe.rpop(k.process_signals(self.identity))
+        reply = pipe.execute()
+        signal = reply[-1]
+        return signal.decode() if signal else None
+
+    def unregister(self) -> None:
+        """Sidekiq's clean exit: leave the process set and drop the busy-job hashes."""
+        k = self.broker.keys
+        processed, failed = self.counters.take()
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        pipe = self.broker.redis.pipeline(transaction=True)
+        for name, n in (("processed", processed), ("failed", failed)):
+            pipe.incrby(k.stat(name), n)
+            pipe.incrby(k.stat(name, day), n)
+            pipe.expire(k.stat(name, day), DAILY_STAT_TTL_S)
+        pipe.srem(k.processes, self.identity)
+        pipe.unlink(*k.process_work(self.identity))
+        pipe.execute()

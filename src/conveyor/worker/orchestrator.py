@@ -1,0 +1,424 @@
+"""The worker's orchestrator: fetches as many jobs as it has free slots and runs them.
+
+One asyncio loop owns every Redis call about jobs. Fetching takes up to ``free slots`` jobs in one
+``fetch.lua`` round trip, straight into this worker's in-flight record under its lease; when the
+queues are empty the worker blocks on Redis (``BLMOVE`` into a claim list, one waiter per queue)
+instead of polling. Job code runs in an executor (asyncio or threads here; more kinds in
+``conveyor.executors``). Successes are acknowledged in batches; failures are rewritten with
+Sidekiq's error fields and sent to ``retry`` or ``dead`` by ``fail.lua``. Every ack and failure
+carries the fetch's fencing token, so a worker whose jobs were recovered cannot corrupt them.
+
+Start order (and the reason): register the lease first (so fetched jobs are always covered),
+then the heartbeat thread (lease renewal must run before any job can block the loop), then
+executors, duties and finally the fetch loop. Stop order is the reverse: stop fetching, let
+running jobs finish within the grace period, flush acks, hand back what is left, then stop the
+heartbeat and unregister.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..app import App, JobSpec
+from ..broker import AsyncBroker, Failure, Fetched, SyncBroker
+from ..context import JobContext
+from ..deadletter import dead_entry
+from ..errors import BrokerError, Cancelled, MalformedJob, Retry, UnknownJobType
+from ..executors import Executor, Outcome, Task, create_executor
+from ..job import Job, dumps, now_s, parse_job
+from ..retry import decide, scrub_message
+from ..settings import DEFAULT_CONCURRENCY, MAX_RESULT_BYTES
+from .heartbeat import BeatCallbacks, Counters, Heartbeat
+from .recoverer import Recoverer
+from .scheduler import Scheduler
+
+log = logging.getLogger("conveyor.worker")
+BROKER_RETRY_PAUSE_S = 0.5
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    weight: int = 1
+
+
+def parse_queue_option(value: str) -> QueueSpec:
+    """``name`` or ``name,weight`` as on Sidekiq's command line."""
+    name, _, weight = value.partition(",")
+    name = name.strip()
+    if not name:
+        raise ValueError(f"--queue {value!r}: the queue name is empty")
+    try:
+        w = int(weight) if weight else 1
+    except ValueError:
+        raise ValueError(f"--queue {value!r}: the weight must be an integer") from None
+    if w < 1:
+        raise ValueError(f"--queue {value!r}: the weight must be at least 1")
+    return QueueSpec(name, w)
+
+
+def make_identity() -> str:
+    """Sidekiq's process identity: ``hostname:pid:12 hex``."""
+    host = os.environ.get("DYNO") or socket.gethostname()
+    return f"{host}:{os.getpid()}:{os.urandom(6).hex()}"
+
+
+class Worker:
+    """Runs the jobs of ``app`` from ``queues`` with ``concurrency`` slots."""
+
+    def __init__(self, app: App, queues: Sequence[QueueSpec] | None = None, *,
+                 concurrency: int = DEFAULT_CONCURRENCY, strict: bool = False,
+                 redis_url: str | None = None, executor_options: dict[str, Any] | None = None,
+                 run_scheduler: bool = True, tag: str = "") -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.app = app
+        self.settings = app.settings
+        self.queues = list(queues) if queues else [
+            QueueSpec(q, w) for q, w in app.queue_weights().items()]
+        self.queue_names = list(dict.fromkeys(q.name for q in self.queues))
+        self.concurrency = concurrency
+        self.strict = strict
+        self.redis_url = redis_url
+        self.executor_options = executor_options or {}
+        self.run_scheduler = run_scheduler
+        self.identity = make_identity()
+        self.tag = tag
+        self.counters = Counters()
+        self.running: dict[str, tuple[Job, asyncio.Task[None]]] = {}  # token -> job
+        self.contexts: dict[str, JobContext] = {}
+        self.executors: dict[str, Executor] = {}
+        self.quiet = False
+        self.started_at = now_s()
+        self.processed = 0
+        self.failed = 0
+        self._stop = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._work = asyncio.Event()
+        self._acks: list[tuple[str, str, bytes]] = []
+        self._ack_task: asyncio.Task[None] | None = None
+        self._fenced = False
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- queue order ---------------------------------------------------------------------------
+    def queue_order(self) -> list[str]:
+        """Strict: as declared. Weighted: a weighted shuffle on every fetch, like Sidekiq."""
+        if self.strict or len(self.queue_names) == 1:
+            return self.queue_names
+        expanded = [q.name for q in self.queues for _ in range(q.weight)]
+        random.shuffle(expanded)
+        return list(dict.fromkeys(expanded))
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or :meth:`request_stop` is called), then shut down."""
+        from ..embedded import resolve_redis_url
+
+        url = self.redis_url or await asyncio.to_thread(resolve_redis_url, self.settings)
+        self.broker = AsyncBroker(url, self.settings, max_connections=len(self.queue_names) + 16)
+        self.sync_broker = SyncBroker(url, self.settings)
+        self.loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.sync_broker.register, self.identity, dumps(self.info()))
+        self.heartbeat = Heartbeat(self.sync_broker, self.identity, self.info(), self.counters,
+                                   self._beat_callbacks(), self.settings.heartbeat_interval_s)
+        self.heartbeat.start()
+        await self._start_executors()
+        duties = [Recoverer(self.broker, self.settings.recoverer_interval_s)]
+        if self.run_scheduler:
+            duties.append(Scheduler(self.broker, self.settings.scheduler_interval_s))
+        self.duties = duties
+        tasks = [asyncio.create_task(d.run(), name=d.name) for d in duties]
+        waiters = [asyncio.create_task(self._waiter(q)) for q in self.queue_names]
+        stopper = asyncio.create_task(stop.wait()) if stop else None
+        log.info("worker %s started: queues %s, concurrency %d", self.identity,
+                 ",".join(self.queue_names), self.concurrency)
+        try:
+            if stopper is not None:
+                stopper.add_done_callback(lambda _: self.request_stop())
+            await self._fetch_loop()
+        finally:
+            await self._shutdown(duties, tasks, waiters)
+            if stopper is not None:
+                stopper.cancel()
+
+    def request_stop(self) -> None:
+        """Stop fetching and shut down gracefully (what TERM and INT do)."""
+        self._stop.set()
+        self._slot_free.set()
+        self._work.set()
+
+    def request_quiet(self) -> None:
+        """Stop fetching new jobs but keep running (TSTP, or Quiet in Sidekiq's Web UI)."""
+        self.quiet = True
+
+    def info(self) -> dict[str, Any]:
+        """The ``info`` Sidekiq's Web UI shows for this process."""
+        return {
+            "hostname": self.identity.split(":")[0],
+            "started_at": self.started_at,
+            "pid": os.getpid(),
+            "tag": self.tag,
+            "concurrency": self.concurrency,
+            "queues": self.queue_names,
+            "weights": [{q.name: (0 if self.strict else q.weight) for q in self.queues}],
+            "labels": ["conveyor"],
+            "identity": self.identity,
+            "version": "conveyor",
+            "executors": sorted({self._executor_kind(s) for s in self.app.registry.values()}),
+        }
+
+    async def _start_executors(self) -> None:
+        kinds = {self._executor_kind(s) for s in self.app.registry.values()} | {"asyncio"}
+        for kind in sorted(kinds):
+            options = self.executor_options.get(kind, {})
+            ex = create_executor(kind, self.app.functions, self.concurrency, **options)
+            await ex.start()
+            self.executors[kind] = ex
+
+    def _executor_kind(self, spec: JobSpec) -> str:
+        return spec.executor_kind
+
+    async def _shutdown(self, duties: list[Any], tasks: list[asyncio.Task[Any]],
+                        waiters: list[asyncio.Task[Any]]) -> None:
+        grace = self.settings.shutdown_grace_s
+        running = [t for _, t in self.running.values()]
+        if running:
+            log.info("waiting up to %.1fs for %d running job(s)", grace, len(running))
+            await asyncio.wait(running, timeout=grace)
+        for d in duties:
+            d.stop()
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*tasks, *waiters, return_exceptions=True)
+        await self._flush_acks()
+        handed_back = await asyncio.to_thread(self.sync_broker.release, self.identity)
+        if handed_back:
+            log.info("handed %d unfinished job(s) back to their queues", handed_back)
+        for ex in self.executors.values():
+            await ex.stop(0)
+        for _, t in list(self.running.values()):
+            t.cancel()
+        self.heartbeat.stop()
+        await asyncio.to_thread(self.heartbeat.unregister)
+        await self.broker.close()
+        self.sync_broker.close()
+
+    # --- fetching ------------------------------------------------------------------------------
+    async def _fetch_loop(self) -> None:
+        while not self._stop.is_set():
+            free = self.concurrency - len(self.running)
+            if free <= 0 or self.quiet:
+                self._slot_free.clear()
+                await self._wait(self._slot_free, self.settings.idle_block_s)
+                continue
+            try:
+                fetched = await self.broker.fetch(self.identity, self.queue_order(), free)
+            except BrokerError as exc:
+                log.warning("fetch failed (retrying): %s", exc)
+                await self._wait(self._stop, BROKER_RETRY_PAUSE_S)
+                continue
+            if fetched is None:
+                await self._reregister()
+                continue
+            if fetched:
+                for f in fetched:
+                    self._start(f)
+                continue
+            self._work.clear()
+            self._idle.set()
+            await self._wait(self._work, self.settings.idle_block_s)
+            self._idle.clear()
+
+    async def _wait(self, event: asyncio.Event, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    async def _waiter(self, queue: str) -> None:
+        """While the worker is idle, block on ``queue`` and wake the fetch loop when a job comes."""
+        while not self._stop.is_set():
+            await self._idle.wait()
+            try:
+                if await self.broker.redis.sismember(self.broker.keys.paused, queue):
+                    await self._wait(self._stop, self.settings.idle_block_s)
+                    continue
+                if await self.broker.claim(self.identity, queue, self.settings.idle_block_s):
+                    self._work.set()
+            except BrokerError as exc:
+                log.warning("waiting on queue %s failed: %s", queue, exc)
+                await self._wait(self._stop, BROKER_RETRY_PAUSE_S)
+
+    async def _reregister(self) -> None:
+        log.warning("worker %s had no lease (presumed dead); registering again", self.identity)
+        await asyncio.to_thread(self.sync_broker.register, self.identity, dumps(self.info()))
+
+    # --- running -------------------------------------------------------------------------------
+    def _start(self, f: Fetched) -> None:
+        try:
+            job = parse_job(f.raw, f.queue, f.token)
+        except MalformedJob as exc:
+            self._spawn(self._bury(f, "MalformedJob", str(exc)))
+            return
+        spec = self.app.registry.get(job.name)
+        if spec is None:
+            err = UnknownJobType(job.name, self.app.registry)
+            self._spawn(self._bury(f, "UnknownJobType", str(err)))
+            return
+        task = asyncio.create_task(self._execute(job, spec))
+        self.running[job.token] = (job, task)
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.create_task(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    async def _bury(self, f: Fetched, error_class: str, message: str) -> None:
+        """Send a job that can never run straight to the dead set, with the reason."""
+        dead_raw, jid = dead_entry(f.raw, error_class, message, f.queue)
+        log.error("dead-lettered a job from queue %s: %s: %s", f.queue, error_class,
+                  message[:200])
+        failure = Failure(f.token, jid, "dead", dead_raw, 0.0, error_class, scrub_message(message))
+        await self._record_failure(failure)
+        self.counters.add(1, 1)
+
+    async def _execute(self, job: Job, spec: JobSpec) -> None:
+        ctx = JobContext(job.jid, job.name, job.queue, job.attempt, job.data,
+                         _report=self._report)
+        self.contexts[job.jid] = ctx
+        timeout = job.data.get("timeout") or spec.timeout
+        task = Task(job.name, job.args, job.kwargs, timeout, key=job.jid, context=ctx)
+        try:
+            outcome = await self.executors[spec.executor_kind].run(task)
+            if outcome.ok:
+                self._ack(job, outcome)
+            else:
+                await self._fail(job, spec, outcome)
+        finally:
+            self.running.pop(job.token, None)
+            self.contexts.pop(job.jid, None)
+            self._slot_free.set()
+
+    def _ack(self, job: Job, outcome: Outcome) -> None:
+        result = b""
+        if outcome.value is not None:
+            try:
+                result = dumps(outcome.value)
+            except Exception as exc:
+                result = dumps({"unserializable_result": f"{type(exc).__name__}: {exc}"[:500]})
+            if len(result) > MAX_RESULT_BYTES:
+                result = dumps({"result_too_large_bytes": len(result)})
+        self._acks.append((job.token, job.jid, result))
+        self.processed += 1
+        self.counters.add(1, 0)
+        if self._ack_task is None:
+            self._ack_task = asyncio.create_task(self._flush_acks_loop())
+
+    async def _flush_acks_loop(self) -> None:
+        try:
+            await self._flush_acks()
+        finally:
+            self._ack_task = None
+
+    async def _flush_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                refused = await self.broker.ack(self.identity, batch)
+            except BrokerError as exc:
+                log.warning("ack failed (retrying): %s", exc)
+                self._acks = batch + self._acks
+                await asyncio.sleep(BROKER_RETRY_PAUSE_S)
+                continue
+            if refused:
+                log.warning("%d ack(s) refused: those jobs were recovered by another worker",
+                            len(refused))
+
+    async def _fail(self, job: Job, spec: JobSpec, outcome: Outcome) -> None:
+        self.failed += 1
+        self.counters.add(1, 1)
+        error = outcome.error
+        if isinstance(error, Cancelled):
+            failure = Failure(job.token, job.jid, "cancelled", b"", 0.0, "Cancelled",
+                              "cancelled while running")
+            await self._record_failure(failure)
+            return
+        explicit = error.delay if isinstance(error, Retry) else None
+        retry_override = spec.retry if job.data.get("retry") is None else None
+        decision = decide(job.raw, job.queue, outcome.error_class, outcome.message,
+                          outcome.backtrace, retry_override=retry_override,
+                          backoff=spec.backoff, explicit_delay=explicit,
+                          max_retries=self.settings.max_retries)
+        log.info("job %s %s failed (%s: %s) -> %s", job.name, job.jid, outcome.error_class,
+                 outcome.message[:200], decision.mode)
+        await self._record_failure(Failure(job.token, job.jid, decision.mode, decision.raw,
+                                           decision.delay_s, outcome.error_class,
+                                           scrub_message(outcome.message)))
+
+    async def _record_failure(self, failure: Failure) -> None:
+        while True:
+            try:
+                if not await self.broker.fail(self.identity, failure):
+                    log.warning("failure of %s refused: it was recovered by another worker",
+                                failure.jid)
+                return
+            except BrokerError as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("recording a failure failed (retrying): %s", exc)
+                await asyncio.sleep(BROKER_RETRY_PAUSE_S)
+
+    # --- heartbeat hooks (called from the heartbeat thread) ---------------------------------------
+    def _report(self, jid: str, fields: dict[str, bytes]) -> None:
+        self.sync_broker.redis.hset(self.sync_broker.keys.job(jid), mapping=fields)
+
+    def _beat_callbacks(self) -> BeatCallbacks:
+        return BeatCallbacks(
+            busy=self._busy_snapshot,
+            quiet=lambda: self.quiet or self._stop.is_set(),
+            on_fenced=lambda: self.loop.call_soon_threadsafe(self._on_fenced),
+            on_signal=lambda s: self.loop.call_soon_threadsafe(self.handle_signal, s),
+            on_cancelled=lambda jids: self.loop.call_soon_threadsafe(self._cancel_running, jids),
+        )
+
+    def _busy_snapshot(self) -> dict[str, tuple[str, bytes, int]]:
+        now = int(time.time())
+        return {job.jid: (job.queue, job.raw, now - int(time.monotonic() - job.fetched_at))
+                for job, _ in list(self.running.values())}
+
+    def _on_fenced(self) -> None:
+        self._fenced = True
+        self._spawn(self._reregister())
+
+    def _cancel_running(self, jids: list[str]) -> None:
+        for jid in jids:
+            ctx = self.contexts.get(jid)
+            if ctx is None or ctx.cancelled:
+                continue
+            ctx.cancelled = True
+            for ex in self.executors.values():
+                if ex.cancel(jid):
+                    log.info("cancelled running job %s", jid)
+                    break
+
+    def handle_signal(self, name: str) -> None:
+        """Signals from the OS or from Sidekiq's Web UI (via the heartbeat)."""
+        from .signals import dump_stacks
+
+        if name in ("TERM", "INT"):
+            log.info("%s: shutting down gracefully", name)
+            self.request_stop()
+        elif name == "TSTP":
+            log.info("TSTP: quiet (no new jobs)")
+            self.request_quiet()
+        elif name in ("TTIN", "USR1"):
+            dump_stacks()
