@@ -206,6 +206,12 @@ class App:
             self._client.close()
             self._client = None
 
+    async def aclose(self) -> None:
+        """Close the connections, including the async pool used by ``aenqueue``."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
     def __iter__(self) -> Iterator[JobSpec]:
         return iter(self.registry.values())
 

@@ -187,6 +187,13 @@ class Client:
             self._sync.close()
             self._sync = None
 
+    async def aclose(self) -> None:
+        """Close the async connection pool (call from the loop that used it)."""
+        if self._async is not None:
+            await self._async.close()
+            self._async = None
+        self.close()
+
     # --- building ------------------------------------------------------------------------------
     def build(self, req: EnqueueRequest) -> EnqueueItem:
         """Validate a request and build its payload; raises before anything is sent."""

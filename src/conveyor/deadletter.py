@@ -35,6 +35,8 @@ def dead_entry(raw: bytes, error_class: str, message: str, queue: str = "") -> t
             job["retried_at"] = now
         if queue:
             job["queue"] = queue
+        if "enqueued_at" in job:
+            job["enqueued_at"] = job.pop("enqueued_at")
         return dumps(job), str(job.get("jid") or "")
     return malformed_entry(raw, error_class, message, queue), ""
 

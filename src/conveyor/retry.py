@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from .job import dumps, now_s
+from .job import dumps, loads, now_s
 from .settings import MAX_ERROR_MESSAGE_CHARS, MAX_RETRIES
 
 
@@ -89,8 +89,6 @@ def decide(
     The rewrite starts from the raw string read from Redis so that keys written by other
     producers survive untouched.
     """
-    from .job import loads
-
     job = loads(original_raw)
     job["queue"] = job.get("retry_queue") or queue
     job["error_message"] = scrub_message(message)
@@ -106,6 +104,8 @@ def decide(
     if bt_opt and backtrace:
         keep = backtrace if bt_opt is True else backtrace[: int(bt_opt)]
         job["error_backtrace"] = compress_backtrace(keep)
+    if "enqueued_at" in job:  # keep it last, where the scheduler refreshes it on promotion
+        job["enqueued_at"] = job.pop("enqueued_at")
     retry = job.get("retry") if retry_override is None else retry_override
     count = job["retry_count"]
     if retry is False or retry is None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import Cancelled, JobTimeout
+from ..errors import JobTimeout
 from .base import Executor, Outcome, Task, cancelled_outcome
 
 current_task_context: contextvars.ContextVar[Any] = contextvars.ContextVar(
@@ -97,8 +97,5 @@ class AsyncioExecutor(Executor):
 async def _invoke(fn: Callable[..., Any], task: Task) -> Any:
     result = fn(*task.args, **task.kwargs)
     if inspect.isawaitable(result):
-        try:
-            result = await result
-        except asyncio.CancelledError:
-            raise Cancelled("the job was cancelled") from None
+        result = await result
     return result

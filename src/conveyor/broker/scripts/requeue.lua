@@ -20,7 +20,9 @@ for i = 4, #ARGV do
     if ok and type(job) == 'table' and type(job['queue']) == 'string' then queue = job['queue'] end
     if ok and type(job) == 'table' and type(job['jid']) == 'string' then
       local skey = ARGV[2] .. job['jid']
-      redis.call('HSET', skey, 'state', 'enqueued', 'enqueued_at', now_s, 'queue', queue)
+      local cls = type(job['class']) == 'string' and job['class'] or ''
+      redis.call('HSET', skey, 'state', 'enqueued', 'enqueued_at', now_s, 'queue', queue,
+        'class', cls)
       redis.call('EXPIRE', skey, tonumber(ARGV[3]))
     end
     redis.call('SADD', KEYS[2], queue)
