@@ -215,10 +215,18 @@ class Inspector:
         return int(self.r.zcard(self._set_key(set_name)))
 
     def find(self, set_name: str, jid: str) -> list[bytes]:
-        """Raw members of a set that carry this job id (``ZSCAN MATCH``, as Sidekiq does)."""
+        """Raw members of a set that carry this job id (``ZSCAN MATCH *jid*`` as Sidekiq does,
+        then checked after parsing, so JSON written with spaces is found too)."""
         key = self._set_key(set_name)
-        pattern = f'*"jid":"{_glob_escape(jid)}"*'
-        return [raw for raw, _ in self.r.zscan_iter(key, match=pattern, count=SCAN_COUNT)]
+        found = []
+        for raw, _ in self.r.zscan_iter(key, match=f"*{_glob_escape(jid)}*", count=SCAN_COUNT):
+            try:
+                job = loads(raw)
+            except ValueError:
+                continue
+            if isinstance(job, dict) and job.get("jid") == jid:
+                found.append(raw)
+        return found
 
     def requeue(self, set_name: str, jids: list[str] | None = None) -> int:
         """Move entries (all of them when ``jids`` is None) to their queues now."""

@@ -1,0 +1,74 @@
+"""One task on one child, from the worker's side: send the frame, await the reply or the death.
+
+Shared by the process and fork executors so that timeouts, cancellation and crashes read the
+same in both. A child that times out, is cancelled, or whose caller is cancelled is SIGKILLed
+(through the zygote); the caller then decides whether to replace it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ..errors import JobTimeout, WorkerLost
+from ..job import dumps, loads
+from ._wire import describe_exit, encode_frame, outcome_from_wire, read_frame_async
+from ._zygote import Child, Zygote
+from .base import Outcome, Task, cancelled_outcome
+
+JOB_FIELDS = ("jid", "name", "queue", "attempt")
+
+
+def task_frame(task: Task) -> bytes:
+    """The frame for a task; raises SerializationError for arguments JSON cannot carry."""
+    msg: dict[str, Any] = {"name": task.name, "args": list(task.args)}
+    if task.kwargs:
+        msg["kwargs"] = task.kwargs
+    ctx = task.context
+    if ctx is not None and all(hasattr(ctx, f) for f in JOB_FIELDS):
+        msg["job"] = {f: getattr(ctx, f) for f in JOB_FIELDS}
+    return encode_frame(dumps(msg))
+
+
+async def _roundtrip(child: Child, frame: bytes) -> bytes | None:
+    if frame:
+        child.writer.write(frame)
+        await child.writer.drain()
+    return await read_frame_async(child.reader)
+
+
+async def call(kind: str, zygote: Zygote, child: Child, frame: bytes, task: Task,
+               started: float, queued: float) -> tuple[Outcome, dict[str, Any] | None]:
+    """Run ``task`` on ``child``. Returns the outcome and the decoded reply (None if none came).
+
+    ``frame`` may be empty when it was queued on the channel before the child was forked.
+    """
+    child.busy = True
+    try:
+        return await _call(kind, zygote, child, frame, task, started, queued)
+    finally:
+        child.busy = False
+
+
+async def _call(kind: str, zygote: Zygote, child: Child, frame: bytes, task: Task,
+                started: float, queued: float) -> tuple[Outcome, dict[str, Any] | None]:
+    try:
+        raw = await asyncio.wait_for(_roundtrip(child, frame), task.timeout)
+    except TimeoutError:
+        zygote.kill(child.pid)
+        error = JobTimeout(f"job {task.name!r} ran past its timeout of {task.timeout}s; "
+                           f"the {kind} executor killed its child process {child.pid}")
+        return Outcome.failure(error, time.monotonic() - started, queued, []), None
+    except BaseException:
+        zygote.kill(child.pid)  # our caller gave up (shutdown): the child must not run on
+        raise
+    if raw is None:
+        status = await child.exit_status()
+        if child.cancelled:
+            return cancelled_outcome(started, queued), None
+        error = WorkerLost(f"the {kind} executor's child process {child.pid} died while running "
+                           f"job {task.name!r}: {describe_exit(status)}")
+        return Outcome.failure(error, time.monotonic() - started, queued, []), None
+    reply = loads(raw)
+    return outcome_from_wire(reply, time.monotonic() - started, queued), reply
