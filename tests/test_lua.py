@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import redis
-from redis_state import snapshot
 
 from conveyor.broker import EnqueueItem, Failure, SyncBroker
 from conveyor.settings import Settings
+from redis_state import snapshot
 
 W = "host:1:abc"
 

@@ -9,9 +9,9 @@ import random
 import re
 
 import redis
-from worker_helpers import fast_app, running_worker, wait_for
 
 from conveyor.retry import compress_backtrace, decide, decompress_backtrace, sidekiq_delay
+from worker_helpers import fast_app, running_worker, wait_for
 
 # Exactly as Sidekiq 6.4.1's client stored it (reference §1.2), retry: true included.
 RUBY_PUSHED = (b'{"retry":true,"queue":"default","class":"PyJob","args":[1,"x",{"k":2}],'

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import redis
-from worker_helpers import fast_app, running_worker, wait_for
 
 from conveyor import Backoff, JobFailed, Retry, current_job
 from conveyor.retry import decompress_backtrace
 from conveyor.worker import QueueSpec
+from worker_helpers import fast_app, running_worker, wait_for
 
 QUICK = Backoff(base_s=0.05, factor=1.0, cap_s=0.1, jitter=0.0)
 

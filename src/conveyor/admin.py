@@ -8,6 +8,7 @@ use the exact raw member read from Redis, so entries written by Sidekiq stay byt
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -124,7 +125,7 @@ class Inspector:
 
     def __init__(self, broker: SyncBroker) -> None:
         self.broker = broker
-        self.r = broker.redis
+        self.r: Any = broker.redis
         self.k = broker.keys
 
     # --- queues ---------------------------------------------------------------------------------
@@ -293,10 +294,8 @@ class Inspector:
                 entry = loads(val)
                 payload = entry.get("payload")
                 if isinstance(payload, str):
-                    try:
+                    with contextlib.suppress(ValueError):
                         entry["payload"] = loads(payload)
-                    except ValueError:
-                        pass
                 entry["tid"] = tid.decode()
                 jobs.append(entry)
             out.append(ProcessInfo(ident, str(info.get("hostname", "")), int(info.get("pid", 0)),

@@ -63,7 +63,8 @@ class JobFunction(Generic[P, R]):
         return self.spec.name
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.spec.fn(*args, **kwargs)  # type: ignore[no-any-return]
+        result: R = self.spec.fn(*args, **kwargs)
+        return result
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
         """Run on a worker as soon as one is free."""

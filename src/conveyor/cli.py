@@ -65,10 +65,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 @cli.callback()
 def _root(
-    redis_url: Annotated[str | None, typer.Option(envvar="CONVEYOR_REDIS_URL",
-                                                  help="Redis URL (default: embedded server).")] = None,
+    redis_url: Annotated[str | None, typer.Option(
+        envvar="CONVEYOR_REDIS_URL", help="Redis URL (default: embedded server).")] = None,
     namespace: Annotated[str | None, typer.Option(help="Key prefix for a shared Redis.")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="Embedded server folder (./.conveyor).")] = None,
+    data_dir: Annotated[str | None, typer.Option(
+        help="Embedded server folder (./.conveyor).")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging.")] = False,
 ) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
@@ -78,7 +79,8 @@ def _root(
 
 def emit(rows: Any, columns: list[str], title: str, as_json: bool) -> None:
     """Print dataclasses (or dicts) as a table or as JSON."""
-    items = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in rows]
+    items = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) and not isinstance(r, type)
+             else r for r in rows]
     if as_json:
         out.print_json(json.dumps(items, default=str))
         return
@@ -226,7 +228,8 @@ def queue_purge(name: str, yes: Annotated[bool, typer.Option("--yes")] = False) 
     out.print(f"deleted {STATE.inspector.purge(name)} job(s)")
 
 
-SET_COLUMNS = ["jid", "name", "queue", "score", "retry_count", "error_class", "error_message", "args"]
+SET_COLUMNS = ["jid", "name", "queue", "score", "retry_count", "error_class", "error_message",
+               "args"]
 
 
 def _list_set(set_name: str, limit: int, offset: int, as_json: bool) -> None:

@@ -25,7 +25,7 @@ class JobContext:
     attempt: int
     payload: dict[str, Any] = field(repr=False, default_factory=dict)
     cancelled: bool = False
-    _report: Callable[[str, dict[str, bytes]], None] | None = field(default=None, repr=False)
+    _report: Callable[[str, dict[str, Any]], None] | None = field(default=None, repr=False)
 
     def progress(self, fraction: float, message: str = "", **meta: Any) -> None:
         """Record progress (0.0 to 1.0) with an optional message and JSON metadata."""

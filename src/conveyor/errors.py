@@ -90,7 +90,7 @@ class JobFailed(JobError):
         self.status = status
 
 
-class JobControl(ConveyorError):  # noqa: N818 - control flow, not a failure
+class JobControl(ConveyorError):
     """Raised by job code to steer what happens to the job."""
 
 
@@ -102,7 +102,7 @@ class Retry(JobControl):
         self.delay = delay
 
 
-class Cancelled(JobControl):  # noqa: N818
+class Cancelled(JobControl):
     """The job was cancelled while it ran."""
 
 

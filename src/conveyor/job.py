@@ -185,7 +185,8 @@ class Job:
 
     @property
     def args(self) -> list[Any]:
-        return self.data["args"]  # type: ignore[no-any-return]
+        args: list[Any] = self.data["args"]
+        return args
 
     @property
     def kwargs(self) -> dict[str, Any]:

@@ -156,7 +156,7 @@ class DeadlineH11Protocol(H11Protocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        headers_pending = self.conn.their_state is h11.IDLE and self.cycle is None or (
+        headers_pending = (self.conn.their_state is h11.IDLE and self.cycle is None) or (
             self.conn.their_state is h11.IDLE and self.cycle.response_complete)
         reason = "headers" if headers_pending else "body"
         log.info("closed a connection from %s: the request %s did not arrive within %.1fs",

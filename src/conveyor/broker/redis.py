@@ -73,7 +73,8 @@ class _Args:
         self.s = settings
 
     def enqueue(self, items: Sequence[EnqueueItem]) -> tuple[list[str], list[Any]]:
-        args: list[Any] = [self.k.queue_prefix, self.k.status_prefix, self.s.status_ttl_s, len(items)]
+        args: list[Any] = [self.k.queue_prefix, self.k.status_prefix, self.s.status_ttl_s,
+                           len(items)]
         for it in items:
             args.extend((it.queue, it.raw, it.jid, it.name, it.when))
         return [self.k.queues, self.k.schedule], args
@@ -139,7 +140,9 @@ class SyncBroker:
         self.url = url
         self.settings = settings or Settings()
         self.keys = Keys(namespace or self.settings.namespace)
-        self.redis: redis.Redis = redis.Redis.from_url(url, **_connection_kwargs())
+        # Typed Any: redis-py's stubs give unions of bytes/str and sync/async replies, while
+        # these clients always answer bytes (decode_responses=False).
+        self.redis: Any = redis.Redis.from_url(url, **_connection_kwargs())
         self._args = _Args(self.keys, self.settings)
         self.scripts = {name: self.redis.register_script(source(name)) for name in SCRIPT_NAMES}
 
@@ -230,7 +233,7 @@ class AsyncBroker:
         self.url = url
         self.settings = settings or Settings()
         self.keys = Keys(namespace or self.settings.namespace)
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+        self.redis: Any = aioredis.Redis.from_url(
             url, max_connections=max_connections, **_connection_kwargs()
         )
         self._args = _Args(self.keys, self.settings)
@@ -259,9 +262,9 @@ class AsyncBroker:
     async def claim(self, wid: str, queue: str, timeout_s: float) -> bool:
         """Block until a job arrives in ``queue`` and move it into this worker's claim list."""
         try:
-            moved = await self.redis.blmove(
-                self.keys.queue(queue), self.keys.claim(wid, queue), timeout_s, "RIGHT", "LEFT"
-            )
+            moved = await self.redis.execute_command(
+                "BLMOVE", self.keys.queue(queue), self.keys.claim(wid, queue), "RIGHT", "LEFT",
+                timeout_s)
         except redis.ConnectionError as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
         return moved is not None

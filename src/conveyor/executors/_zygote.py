@@ -74,6 +74,7 @@ class Zygote:
         self._spawning: dict[int, asyncio.Future[tuple[int, asyncio.Future[int | None]]]] = {}
         self._exits: dict[int, asyncio.Future[int | None]] = {}
         self._pending_sends: set[asyncio.Task[None]] = set()
+        self._revive_lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Fork the zygote and wait until it is ready (its ``before_serving`` hook has run)."""
@@ -134,6 +135,19 @@ class Zygote:
             writer.close()
             raise
         return Child(pid, reader, writer, exited, ours.fileno())
+
+    async def revive(self) -> bool:
+        """Fork a new zygote if this one died (say, SIGKILLed from outside); True if it did.
+
+        The new zygote is forked from the worker as it is now, threads and all, so this is a
+        recovery path rather than the normal one.
+        """
+        async with self._revive_lock:
+            if self.alive:
+                return False
+            await self.stop()
+            await self.start()
+            return True
 
     def kill(self, pid: int) -> None:
         """SIGKILL a child, through the zygote (which alone knows the pid is still that child)."""

@@ -76,6 +76,9 @@ class ProcessExecutor(Executor):
 
     async def _spawn(self) -> Child:
         """A new worker, once its ``init`` hook has run."""
+        if not self._zygote.alive and await self._zygote.revive():
+            log.warning("the process executor's zygote died; forked a new one")
+            self._stats.restarts += 1
         child = await self._zygote.spawn({})
         hello = await read_frame_async(child.reader)
         msg = loads(hello) if hello is not None else {}

@@ -33,6 +33,7 @@ class ThreadExecutor(Executor):
         self._slots = asyncio.Semaphore(capacity)
         self._waiters: dict[str, asyncio.Future[Any]] = {}
         self._busy: set[concurrent.futures.Future[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, task: Task) -> Outcome:
         await self._slots.acquire()
@@ -82,9 +83,7 @@ class ThreadExecutor(Executor):
         self._slots.release()
 
     async def start(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-
-    _loop = None
+        self._loop = asyncio.get_running_loop()
 
     def cancel(self, key: str) -> bool:
         waiter = self._waiters.get(key)

@@ -38,7 +38,9 @@ def shape_of(fn: Callable[..., Any], stage: str) -> Shape:
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError) as exc:
-        raise PipelineDefinitionError(f"stage {stage!r}: cannot read the signature of {fn!r}") from exc
+        raise PipelineDefinitionError(
+            f"stage {stage!r}: cannot read the signature of {fn!r}"
+        ) from exc
     positional = [
         p
         for name, p in params.items()
@@ -48,8 +50,10 @@ def shape_of(fn: Callable[..., Any], stage: str) -> Shape:
     ]
     raw = inspect.unwrap(fn)
     call = getattr(raw, "__call__", None)  # noqa: B004 - instances with async __call__
-    is_async = inspect.iscoroutinefunction(raw) or inspect.isasyncgenfunction(raw) or (
-        call is not None and inspect.iscoroutinefunction(call) and not inspect.isfunction(raw)
+    is_async = (
+        inspect.iscoroutinefunction(raw)
+        or inspect.isasyncgenfunction(raw)
+        or (call is not None and inspect.iscoroutinefunction(call) and not inspect.isfunction(raw))
     )
     return Shape(
         is_async=is_async,

@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import ChannelClosed
 
 
-class EndOfStream(Exception):  # noqa: N818 - a signal, not an error
+class EndOfStream(Exception):
     """Every sender has finished and the channel is drained."""
 
 

@@ -83,7 +83,9 @@ def parse_policy(stage: str, on_error: Any) -> ErrorPolicy:
     )
 
 
-def dead_letter_record(stage: str, item: Any, error: BaseException, attempts: int) -> dict[str, Any]:
+def dead_letter_record(
+    stage: str, item: Any, error: BaseException, attempts: int
+) -> dict[str, Any]:
     """What a dead-letter stage receives for a failed item."""
     error_class = getattr(error, "error_class", None) or type(error).__name__
     return {

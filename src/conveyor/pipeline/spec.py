@@ -147,7 +147,9 @@ def make_spec(stage: Stage, options: dict[str, Any]) -> StageSpec:
 
 def _check(spec: StageSpec) -> None:
     name, kind = spec.name, spec.kind
-    if spec.queue_size is not None and (not isinstance(spec.queue_size, int) or spec.queue_size < 1):
+    if spec.queue_size is not None and (
+        not isinstance(spec.queue_size, int) or spec.queue_size < 1
+    ):
         raise PipelineDefinitionError(
             f"stage {name!r}: queue_size must be a positive integer (channels are always "
             f"bounded), got {spec.queue_size!r}"
@@ -162,8 +164,9 @@ def _check(spec: StageSpec) -> None:
         )
     if kind == "producer":
         if spec.from_ or spec.queue_size is not None:
-            raise PipelineDefinitionError(f"producer {name!r} has no input: from_= and "
-                                          "queue_size= do not apply")
+            raise PipelineDefinitionError(
+                f"producer {name!r} has no input: from_= and queue_size= do not apply"
+            )
         if spec.strategy.kind not in ("inline", "asyncio"):
             raise PipelineDefinitionError(
                 f"producer {name!r} runs once, in-process: give it no strategy "

@@ -135,12 +135,18 @@ class IterableSource(ProducerStage):
 
 
 class Batch(Stage):
-    """Group items into lists of ``size``; flush early after ``max_wait`` seconds, and at the end."""
+    """Group items into lists of ``size``; flush after ``max_wait`` seconds, and at the end."""
 
     single_worker = True
 
-    def __init__(self, size: int, max_wait: float | None = None, name: str | None = None,
-                 clock: Callable[[], float] = time.monotonic, **options: Any) -> None:
+    def __init__(
+        self,
+        size: int,
+        max_wait: float | None = None,
+        name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **options: Any,
+    ) -> None:
         if size < 1:
             raise PipelineDefinitionError(f"batch size must be at least 1, got {size}")
         if max_wait is not None and max_wait <= 0:

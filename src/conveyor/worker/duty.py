@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import random
 
@@ -40,10 +41,8 @@ class Duty(abc.ABC):
                 await asyncio.sleep(0)
                 continue
             pause = self.interval_s * random.uniform(1 - JITTER, 1 + JITTER)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), pause)
-            except TimeoutError:
-                pass
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -18,6 +18,7 @@ heartbeat and unregister.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -123,7 +124,9 @@ class Worker:
         """Run until ``stop`` is set (or :meth:`request_stop` is called), then shut down."""
         from ..embedded import resolve_redis_url
 
-        url = self.redis_url or await asyncio.to_thread(resolve_redis_url, self.settings)
+        url = self.redis_url
+        if url is None:
+            url = await asyncio.to_thread(resolve_redis_url, self.settings)
         self.broker = AsyncBroker(url, self.settings, max_connections=len(self.queue_names) + 16)
         self.sync_broker = SyncBroker(url, self.settings)
         self.loop = asyncio.get_running_loop()
@@ -132,7 +135,8 @@ class Worker:
                                    self._beat_callbacks(), self.settings.heartbeat_interval_s)
         self.heartbeat.start()
         await self._start_executors()
-        duties = [Recoverer(self.broker, self.settings.recoverer_interval_s)]
+        duties: list[Recoverer | Scheduler] = [
+            Recoverer(self.broker, self.settings.recoverer_interval_s)]
         if self.run_scheduler:
             duties.append(Scheduler(self.broker, self.settings.scheduler_interval_s))
         self.duties = duties
@@ -239,10 +243,8 @@ class Worker:
             self._idle.clear()
 
     async def _wait(self, event: asyncio.Event, timeout_s: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout_s)
-        except TimeoutError:
-            pass
 
     async def _waiter(self, queue: str) -> None:
         """While the worker is idle, block on ``queue`` and wake the fetch loop when a job comes."""
@@ -378,17 +380,20 @@ class Worker:
                 await asyncio.sleep(BROKER_RETRY_PAUSE_S)
 
     # --- heartbeat hooks (called from the heartbeat thread) ---------------------------------------
-    def _report(self, jid: str, fields: dict[str, bytes]) -> None:
+    def _report(self, jid: str, fields: dict[str, Any]) -> None:
         self.sync_broker.redis.hset(self.sync_broker.keys.job(jid), mapping=fields)
 
     def _beat_callbacks(self) -> BeatCallbacks:
         return BeatCallbacks(
             busy=self._busy_snapshot,
             quiet=lambda: self.quiet or self._stop.is_set(),
-            on_fenced=lambda: self.loop.call_soon_threadsafe(self._on_fenced),
-            on_signal=lambda s: self.loop.call_soon_threadsafe(self.handle_signal, s),
-            on_cancelled=lambda jids: self.loop.call_soon_threadsafe(self._cancel_running, jids),
+            on_fenced=lambda: self._from_thread(self._on_fenced),
+            on_signal=lambda s: self._from_thread(self.handle_signal, s),
+            on_cancelled=lambda jids: self._from_thread(self._cancel_running, jids),
         )
+
+    def _from_thread(self, fn: Any, *args: Any) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
 
     def _busy_snapshot(self) -> dict[str, tuple[str, bytes, int]]:
         now = int(time.time())

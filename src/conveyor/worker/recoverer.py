@@ -36,6 +36,7 @@ class Recoverer(Duty):
         entries = await self.broker.redis.lrange(self.broker.keys.quarantine, 0,
                                                  QUARANTINE_BATCH - 1)
         for entry in entries:
+            entry = bytes(entry)
             reason, _, raw = entry.partition(b"\n")
             dead_raw, jid = dead_entry(raw, "WorkerLost", reason.decode("utf-8", "replace"))
             if await self.broker.bury(entry, dead_raw, jid, "WorkerLost",

@@ -17,6 +17,7 @@ require "active_support/core_ext/numeric/time"
 require "active_support/time"
 require "global_id"
 
+Redis.sadd_returns_boolean = false  # silence redis-rb 4.8's deprecation notice
 Time.zone = "Europe/Berlin"
 GlobalID.app = "interop"
 ActiveJob::Base.queue_adapter = :sidekiq

@@ -3,6 +3,8 @@
 # (Sidekiq::Client, Worker.perform_*, ActiveJob perform_later, Sidekiq::*Set, ProcessSet, ...).
 require_relative "app"
 
+Sidekiq.logger.level = Logger::ERROR  # keep stdout for the result; warnings are not results
+
 # Every ActiveJob argument type Rails 6.1 serializes, built on the Ruby side.
 def all_types_arguments
   [

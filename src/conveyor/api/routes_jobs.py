@@ -1,0 +1,273 @@
+"""Job routes: submit (one or a batch), read, cancel, retry; and the registered job types.
+
+``Idempotency-Key``: the job id is derived from the key (HMAC-SHA256, 24 hex characters, like a
+Sidekiq jid), so the same key names the same job. Before enqueueing, the job's status record is
+looked up under a per-key lock; if it exists the earlier job is answered (200, ``replayed``)
+instead of a new one (202). The window is the status record's TTL (7 days by default). Two API
+processes racing on one key within a few milliseconds could both enqueue; see docs/api.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from pydantic import BaseModel, Field
+
+from ..admin import Inspector
+from ..client import EnqueueRequest, JobStatus
+from ..errors import JobNotFound, UnknownJobType
+from ..job import loads
+from ..logs import redact
+from ..retry import decompress_backtrace
+from .auth import require
+from .config import Scope
+from .errors import COMMON_RESPONSES, NOT_FOUND, ApiError, _doc
+from .models import (
+    MAX_EPOCH_S,
+    BatchAccepted,
+    BatchSubmit,
+    JobAccepted,
+    JobId,
+    JobSubmit,
+    JobType,
+    StateChange,
+)
+from .state import ApiState
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=COMMON_RESPONSES)
+IdempotencyKey = Annotated[str | None, Header(max_length=200, description=(
+    "The same key returns the same job instead of enqueueing another"))]
+TERMINAL = ("completed", "dead", "failed", "cancelled")
+SET_OF_STATE = {"retrying": "retry", "dead": "dead", "scheduled": "schedule"}
+IDEMPOTENCY_DOMAIN = b"conveyor-idempotency-key"
+
+
+class JobDetail(BaseModel):
+    """A job's status record, plus its arguments and backtrace when it sits in a set."""
+
+    jid: str
+    state: str
+    name: str = ""
+    queue: str = ""
+    attempts: int = 0
+    created_at: float | None = None
+    enqueued_at: float | None = None
+    scheduled_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    retry_at: float | None = None
+    error_class: str = ""
+    error_message: str = ""
+    worker: str = ""
+    result: Any = None
+    progress: Any = None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    error_backtrace: list[str] = Field(default_factory=list)
+    found_in: str = ""
+
+
+def api_state(request: Request) -> ApiState:
+    return request.app.state.api  # type: ignore[no-any-return]
+
+
+def derive_jid(key: str) -> str:
+    return hmac.new(IDEMPOTENCY_DOMAIN, key.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def _fail(loc: str, field: str, reason: str, code: str = "invalid") -> ApiError:
+    return ApiError(422, code, f"{field}: {reason}", [(f"{loc}.{field}", reason)])
+
+
+def _run_at(body: JobSubmit, loc: str) -> float | None:
+    if body.run_at is None:
+        return None
+    if isinstance(body.run_at, datetime):
+        when = body.run_at if body.run_at.tzinfo else body.run_at.replace(tzinfo=UTC)
+        ts = when.timestamp()
+        if not 0 <= ts <= MAX_EPOCH_S:
+            raise _fail(loc, "run_at", "must be between 1970 and 3000")
+        return ts
+    return float(body.run_at)
+
+
+def to_request(st: ApiState, body: JobSubmit, loc: str, jid: str | None) -> EnqueueRequest:
+    """Check one submitted job against the registry and turn it into an enqueue request."""
+    known = set(st.app.registry) | set(st.config.extra_job_types)
+    if body.type not in known:
+        msg = str(UnknownJobType(body.type, known))
+        raise ApiError(422, "unknown_type", msg, [(f"{loc}.type", msg)])
+    if "payload" in body.model_fields_set and body.args is not None:
+        raise _fail(loc, "payload", "give payload or args, not both")
+    if body.queue and body.priority:
+        raise _fail(loc, "priority", "give queue or priority, not both")
+    if body.delay is not None and body.run_at is not None:
+        raise _fail(loc, "run_at", "give delay or run_at, not both")
+    extra: dict[str, Any] = {}
+    if body.unique_key is not None:
+        if "unique_key" not in EnqueueRequest.__dataclass_fields__:
+            raise _fail(loc, "unique_key", "unique jobs are not available in this version")
+        extra["unique_key"] = body.unique_key
+    args = [body.payload] if "payload" in body.model_fields_set else list(body.args or [])
+    return EnqueueRequest(body.type, args=args, kwargs=body.kwargs or {}, queue=body.queue,
+                          priority=body.priority, delay=body.delay, at=_run_at(body, loc),
+                          retry=body.retries, timeout=body.timeout, jid=jid, **extra)
+
+
+def _status_of(req: EnqueueRequest) -> str:
+    later = (req.delay or 0) > 0 or (isinstance(req.at, float) and req.at > time.time())
+    return "scheduled" if later else "enqueued"
+
+
+def _existing(inspector: Inspector, jid: str) -> JobStatus | None:
+    try:
+        return inspector.job(jid)
+    except JobNotFound:
+        return None
+
+
+def _enqueue(st: ApiState, reqs: list[EnqueueRequest]) -> list[str]:
+    """Enqueue in one round trip, each job under an enqueue span; returns the job ids."""
+    from .. import tracing
+
+    for req in reqs:
+        spec = st.app.registry.get(req.name)
+        queue = req.queue or (spec.queue if spec else "default")
+        with tracing.enqueue_span(req.name, queue) as carrier:
+            req.extra = {**(req.extra or {}), **carrier}
+    try:
+        return [h.id for h in st.app.client.enqueue_many(reqs)]
+    except ValueError as exc:
+        raise ApiError(422, "invalid", str(exc), [("body", str(exc))]) from None
+
+
+@router.post("/jobs", status_code=202, response_model=JobAccepted, summary="Submit a job",
+             responses={200: {"model": JobAccepted, "description": "Replay of an earlier "
+                                                                   "submit with this key"}})
+def submit_job(body: JobSubmit, request: Request, response: Response,
+               idempotency_key: IdempotencyKey = None,
+               _who: Any = Depends(require(Scope.ENQUEUE))) -> JobAccepted:
+    st = api_state(request)
+    jid = derive_jid(idempotency_key) if idempotency_key else None
+    req = to_request(st, body, "body", jid)
+    if jid is None:
+        return JobAccepted(job_id=_enqueue(st, [req])[0], status=_status_of(req))
+    with st.lock_for(jid):
+        earlier = _existing(st.inspector, jid)
+        if earlier is not None:
+            response.status_code = 200
+            return JobAccepted(job_id=jid, status=earlier.state, replayed=True)
+        _enqueue(st, [req])
+    return JobAccepted(job_id=jid, status=_status_of(req))
+
+
+@router.post("/jobs/batch", status_code=202, response_model=BatchAccepted,
+             summary="Submit many jobs in one round trip (all or none)",
+             responses={200: {"model": BatchAccepted, "description": "Replay"}})
+def submit_batch(body: BatchSubmit, request: Request, response: Response,
+                 idempotency_key: IdempotencyKey = None,
+                 _who: Any = Depends(require(Scope.ENQUEUE))) -> BatchAccepted:
+    st = api_state(request)
+    jids = [derive_jid(f"{idempotency_key}#{i}") if idempotency_key else None
+            for i in range(len(body.jobs))]
+    reqs = [to_request(st, job, f"body.jobs[{i}]", jids[i]) for i, job in enumerate(body.jobs)]
+    if idempotency_key is None:
+        ids = _enqueue(st, reqs)
+        return BatchAccepted(jobs=[JobAccepted(job_id=j, status=_status_of(r))
+                                   for j, r in zip(ids, reqs, strict=True)])
+    with st.lock_for(str(jids[0])):
+        earlier = _existing(st.inspector, str(jids[0]))
+        if earlier is not None:
+            response.status_code = 200
+            found = [_existing(st.inspector, str(j)) for j in jids]
+            return BatchAccepted(jobs=[
+                JobAccepted(job_id=str(j), status=f.state if f else "expired", replayed=True)
+                for j, f in zip(jids, found, strict=True)])
+        _enqueue(st, reqs)
+    return BatchAccepted(jobs=[JobAccepted(job_id=str(r.jid), status=_status_of(r))
+                               for r in reqs])
+
+
+def job_detail(st: ApiState, jid: str) -> JobDetail:
+    """A job's status record joined with its entry in the retry, dead or scheduled set."""
+    status = _existing(st.inspector, jid)
+    wanted = [SET_OF_STATE[status.state]] if status and status.state in SET_OF_STATE else []
+    if status is None:
+        wanted = ["dead", "retry", "schedule"]
+    raw, found_in = None, ""
+    for set_name in wanted:
+        found = st.inspector.find(set_name, jid)
+        if found:
+            raw, found_in = found[0], set_name
+            break
+    if status is None and raw is None:
+        raise JobNotFound(f"no job {jid!r} (unknown id, or its status record expired)")
+    detail = JobDetail(**(status.__dict__ if status else {"jid": jid, "state": "dead"}))
+    if raw is not None:
+        job = loads(raw)
+        keys = st.config.redact_keys
+        detail.args = redact(job.get("args") or [], keys)
+        detail.kwargs = redact(job.get("kwargs") or {}, keys)
+        detail.name = detail.name or str(job.get("class", ""))
+        detail.queue = detail.queue or str(job.get("queue", ""))
+        detail.error_class = detail.error_class or str(job.get("error_class", ""))
+        detail.error_message = detail.error_message or str(job.get("error_message", ""))
+        detail.error_backtrace = _backtrace(job.get("error_backtrace"))
+        detail.found_in = found_in
+    return detail
+
+
+def _backtrace(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    if isinstance(value, str) and value:
+        try:
+            return decompress_backtrace(value)
+        except (ValueError, OSError):
+            return []
+    return []
+
+
+@router.get("/jobs/{job_id}", response_model=JobDetail, responses=NOT_FOUND,
+            summary="A job's state, attempts, timestamps, error, result and progress")
+def get_job(job_id: JobId, request: Request,
+            _who: Any = Depends(require(Scope.READ))) -> JobDetail:
+    return job_detail(api_state(request), job_id)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=StateChange,
+             responses={**NOT_FOUND, 409: _doc("The job already finished")},
+             summary="Cancel a queued, scheduled or running job")
+def cancel_job(job_id: JobId, request: Request,
+               _who: Any = Depends(require(Scope.ADMIN))) -> StateChange:
+    previous = api_state(request).inspector.cancel(job_id)
+    if previous in TERMINAL:
+        raise ApiError(409, "finished", f"job {job_id} already ended {previous}; nothing to "
+                                        "cancel")
+    return StateChange(job_id=job_id, previous_state=previous, state="cancelled")
+
+
+@router.post("/jobs/{job_id}/retry", response_model=StateChange, responses=NOT_FOUND,
+             summary="Run a job from the retry, dead or scheduled set now")
+def retry_job(job_id: JobId, request: Request,
+              _who: Any = Depends(require(Scope.ADMIN))) -> StateChange:
+    st = api_state(request)
+    before = _existing(st.inspector, job_id)
+    st.inspector.retry_now(job_id)
+    return StateChange(job_id=job_id, previous_state=before.state if before else "",
+                       state="enqueued")
+
+
+@router.get("/job-types", response_model=list[JobType], summary="Registered job types")
+def job_types(request: Request, _who: Any = Depends(require(Scope.READ))) -> list[JobType]:
+    st = api_state(request)
+    out = [JobType(name=s.name, queue=s.queue, retry=s.retry, timeout=s.timeout,
+                   executor=s.executor_kind) for s in st.app.registry.values()]
+    out += [JobType(name=n, queue="default", retry=True, timeout=None, executor="external")
+            for n in st.config.extra_job_types if n not in st.app.registry]
+    return sorted(out, key=lambda t: t.name)

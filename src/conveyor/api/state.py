@@ -1,0 +1,90 @@
+"""What the API process holds: the app and facade, the authenticator, and a throughput history.
+
+The per-second history is kept honestly simple: this process samples Sidekiq's lifetime
+``stat:processed`` and ``stat:failed`` counters every ``history_sample_s`` through the facade and
+keeps the rates between consecutive samples (five minutes by default). Workers flush those
+counters on each heartbeat (every 2 s), so one-second rates come in steps of the heartbeat;
+sums over a minute are exact. A restarted API process starts with an empty history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import redis
+
+from ..admin import Inspector
+from ..app import App
+from ..errors import BrokerError
+from .auth import Authenticator
+from .config import HISTORY_POINTS, ApiConfig
+from .models import History, HistoryPoint
+
+log = logging.getLogger("conveyor.api")
+
+
+class ThroughputHistory:
+    """Rates of processed and failed jobs between consecutive counter samples."""
+
+    def __init__(self, interval_s: float, points: int = HISTORY_POINTS) -> None:
+        self.interval_s = interval_s
+        self._samples: deque[tuple[float, int, int]] = deque(maxlen=points + 1)
+        self._lock = threading.Lock()
+
+    def add(self, t: float, processed: int, failed: int) -> None:
+        with self._lock:
+            self._samples.append((t, processed, failed))
+
+    def history(self) -> History:
+        with self._lock:
+            samples = list(self._samples)
+        points = []
+        for (t0, p0, f0), (t1, p1, f1) in zip(samples, samples[1:], strict=False):
+            dt = t1 - t0
+            if dt <= 0:
+                continue
+            # a counter that went down was reset (FLUSHALL, a new Redis): no negative rates
+            points.append(HistoryPoint(t=round(t1, 3),
+                                       processed_per_s=round(max(0, p1 - p0) / dt, 3),
+                                       failed_per_s=round(max(0, f1 - f0) / dt, 3)))
+        return History(interval_s=self.interval_s, points=points)
+
+
+@dataclass
+class ApiState:
+    """Everything a request handler needs, stored on ``app.state.api``."""
+
+    config: ApiConfig
+    app: App
+    inspector: Inspector
+    auth: Authenticator
+    history: ThroughputHistory
+    job_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock_for(self, key: str) -> threading.Lock:
+        """A lock per idempotency key, so one process never enqueues a key twice."""
+        with self.locks_guard:
+            if len(self.job_locks) > 10_000:
+                self.job_locks = {k: v for k, v in self.job_locks.items() if v.locked()}
+            return self.job_locks.setdefault(key, threading.Lock())
+
+    def sample(self) -> None:
+        stats = self.inspector.stats()
+        self.history.add(time.time(), stats.processed, stats.failed)
+
+    async def sample_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.sample)
+            except (redis.RedisError, BrokerError, OSError) as exc:  # Redis down: try later
+                log.debug("history sample failed: %s", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), self.history.interval_s)
+            except TimeoutError:
+                pass

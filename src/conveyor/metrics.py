@@ -1,0 +1,218 @@
+"""Prometheus metrics, every name prefixed ``conveyor_`` (the list is in docs/metrics.md).
+
+Two sources, scraped separately:
+
+* The API process (``/metrics``): :class:`AdminCollector` reads the admin facade at scrape time
+  (queue depth and latency, set sizes, lifetime counters, workers and their busy slots, Redis
+  health), and :class:`ApiMetrics` counts the API's own requests and cut connections.
+* Each worker (``conveyor worker --metrics-port``): :class:`WorkerMetrics` observes every job
+  it runs (counts by queue, type and outcome; run time and wait histograms; time spent waiting
+  inside the executor, which for the HTTP sidecar executor is the bridge latency) and reads the
+  worker's in-flight slots, capacity, executors and recoveries at scrape time.
+
+Each owner gets its own registry (no process-global state), so several apps or tests in one
+process do not collide. p50/p95/p99 come from the histograms with ``histogram_quantile``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .errors import BrokerError
+
+RUN_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                 60.0, 300.0, 900.0, 3600.0)
+WAIT_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+                  1800.0, 3600.0, 21600.0, 86400.0)
+API_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"conveyor_{name}", doc, labels=labels)
+
+
+class AdminCollector(Collector):
+    """Reads the facade on each scrape; when Redis is down only ``conveyor_redis_up 0``."""
+
+    def __init__(self, inspector: Any) -> None:
+        self.inspector = inspector
+
+    def collect(self) -> Iterator[Metric]:
+        health = self.inspector.health()
+        up = _gauge("redis_up", "1 when Redis answered the last scrape's PING")
+        up.add_metric([], 1.0 if health.ok else 0.0)
+        yield up
+        if not health.ok:
+            return
+        rtt = _gauge("redis_rtt_seconds", "Round-trip time of a PING from the API process")
+        rtt.add_metric([], health.rtt_ms / 1000)
+        mem = _gauge("redis_used_memory_bytes", "Memory Redis reports as used")
+        mem.add_metric([], float(health.used_memory_bytes))
+        yield from (rtt, mem)
+        try:
+            yield from self._queues()
+            yield from self._stats()
+            yield from self._workers()
+        except (redis.RedisError, BrokerError, OSError):
+            return
+
+    def _queues(self) -> Iterator[Metric]:
+        depth = _gauge("queue_depth", "Jobs waiting in the queue", ["queue"])
+        latency = _gauge("queue_latency_seconds", "Age of the oldest waiting job", ["queue"])
+        paused = _gauge("queue_paused", "1 when the queue is paused", ["queue"])
+        for q in self.inspector.queues():
+            depth.add_metric([q.name], q.size)
+            latency.add_metric([q.name], q.latency_s)
+            paused.add_metric([q.name], 1.0 if q.paused else 0.0)
+        yield from (depth, latency, paused)
+
+    def _stats(self) -> Iterator[Metric]:
+        s = self.inspector.stats()
+        processed = CounterMetricFamily("conveyor_processed_jobs", "Jobs run by all workers "
+                                        "(Sidekiq's stat:processed)")
+        processed.add_metric([], s.processed)
+        failed = CounterMetricFamily("conveyor_failed_jobs", "Job runs that failed (Sidekiq's "
+                                     "stat:failed)")
+        failed.add_metric([], s.failed)
+        sets = _gauge("set_size", "Jobs in the scheduled, retry and dead sets", ["set"])
+        for name, size in (("scheduled", s.scheduled), ("retry", s.retries), ("dead", s.dead)):
+            sets.add_metric([name], size)
+        yield from (processed, failed, sets)
+
+    def _workers(self) -> Iterator[Metric]:
+        procs = self.inspector.processes()
+        count = _gauge("workers", "Worker processes with a live heartbeat")
+        count.add_metric([], len(procs))
+        busy = _gauge("worker_busy", "Jobs the worker runs now", ["worker"])
+        cap = _gauge("worker_concurrency", "Job slots of the worker", ["worker"])
+        util = _gauge("worker_utilisation_ratio", "Busy slots over slots", ["worker"])
+        rss = _gauge("worker_rss_bytes", "Resident memory of the worker", ["worker"])
+        beat = _gauge("worker_heartbeat_age_seconds", "Time since the worker's last beat",
+                      ["worker"])
+        now = time.time()
+        for p in procs:
+            busy.add_metric([p.identity], p.busy)
+            cap.add_metric([p.identity], p.concurrency)
+            util.add_metric([p.identity], p.busy / p.concurrency if p.concurrency else 0.0)
+            rss.add_metric([p.identity], p.rss_kb * 1024.0)
+            beat.add_metric([p.identity], max(0.0, now - p.beat))
+        yield from (count, busy, cap, util, rss, beat)
+
+
+class ApiMetrics:
+    """Request counts and latencies of the API, by route template (bounded labels)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("conveyor_api_requests", "API requests answered",
+                                ["method", "route", "status"], registry=registry)
+        self.latency = Histogram("conveyor_api_request_duration_seconds",
+                                 "Time to answer an API request", ["method", "route"],
+                                 buckets=API_BUCKETS_S, registry=registry)
+        self.cut = Counter("conveyor_api_connections_cut", "Connections closed because the "
+                           "request did not arrive within the deadline", ["reason"],
+                           registry=registry)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+
+def _enqueued_at(data: dict[str, Any]) -> float | None:
+    value = data.get("enqueued_at")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value / 1000.0 if isinstance(value, int) and value > 10**11 else float(value)
+
+
+class WorkerMetrics:
+    """A worker observer plus a collector of the worker's slots, executors and recoveries."""
+
+    def __init__(self, worker: Any, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.jobs = Counter("conveyor_jobs", "Job runs by queue, type and outcome (completed, "
+                            "retry, dead, discard, cancelled)", ["queue", "type", "outcome"],
+                            registry=self.registry)
+        self.run_time = Histogram("conveyor_job_duration_seconds", "Run time of job code",
+                                  ["queue", "type"], buckets=RUN_BUCKETS_S,
+                                  registry=self.registry)
+        self.wait = Histogram("conveyor_job_wait_seconds", "Time from enqueue to start",
+                              ["queue"], buckets=WAIT_BUCKETS_S, registry=self.registry)
+        self.executor_wait = Histogram(
+            "conveyor_executor_queue_seconds", "Time a job waited inside its executor before "
+            "running (pool hand-off; for the http executor, the sidecar bridge)", ["executor"],
+            buckets=RUN_BUCKETS_S, registry=self.registry)
+        self.registry.register(_WorkerCollector(worker))
+
+    def job_started(self, job: Any, spec: Any) -> None:
+        enqueued = _enqueued_at(job.data)
+        if enqueued is not None:
+            self.wait.labels(job.queue).observe(max(0.0, time.time() - enqueued))
+
+    def job_finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None:
+        self.jobs.labels(job.queue, job.name, result).inc()
+        self.run_time.labels(job.queue, job.name).observe(outcome.duration_s)
+        self.executor_wait.labels(spec.executor_kind).observe(outcome.queued_s)
+
+
+class _WorkerCollector(Collector):
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        w = self.worker
+        running = len(w.running)
+        for name, doc, value in (
+                ("worker_in_flight", "Jobs this worker runs now", running),
+                ("worker_capacity", "Job slots of this worker", w.concurrency),
+                ("worker_utilisation_ratio", "In-flight jobs over slots", running / w.concurrency),
+                ("worker_quiet", "1 when the worker stopped fetching", float(w.quiet))):
+            g = _gauge(name, doc)
+            g.add_metric([], value)
+            yield g
+        yield from self._executors()
+        yield from self._recoveries()
+
+    def _executors(self) -> Iterator[Metric]:
+        in_flight = _gauge("executor_in_flight", "Tasks running in the executor", ["executor"])
+        cap = _gauge("executor_capacity", "Tasks the executor runs at once", ["executor"])
+        tasks = CounterMetricFamily("conveyor_executor_tasks", "Tasks the executor finished",
+                                    labels=["executor", "outcome"])
+        restarts = CounterMetricFamily("conveyor_executor_restarts", "Times the executor "
+                                       "replaced a crashed pool, process or connection",
+                                       labels=["executor"])
+        for kind, ex in sorted(self.worker.executors.items()):
+            st = ex.stats()
+            in_flight.add_metric([kind], st.in_flight)
+            cap.add_metric([kind], st.capacity)
+            tasks.add_metric([kind, "ok"], st.completed)
+            tasks.add_metric([kind, "failed"], st.failed)
+            restarts.add_metric([kind], st.restarts)
+        yield from (in_flight, cap, tasks, restarts)
+
+    def _recoveries(self) -> Iterator[Metric]:
+        duties = getattr(self.worker, "duties", [])
+        recovered = sum(getattr(d, "recovered_jobs", 0) for d in duties)
+        buried = sum(getattr(d, "buried", 0) for d in duties)
+        r = CounterMetricFamily("conveyor_recovered_jobs", "Jobs of lost workers this worker "
+                                "put back in their queues")
+        r.add_metric([], recovered)
+        b = CounterMetricFamily("conveyor_poison_jobs", "Jobs this worker moved to the dead set "
+                                "after they lost their worker too many times")
+        b.add_metric([], buried)
+        yield from (r, b)
+
+
+def serve_metrics(registry: CollectorRegistry, port: int,
+                  host: str = DEFAULT_METRICS_HOST) -> Any:
+    """Serve ``registry`` at ``http://host:port/metrics`` from a daemon thread; returns the
+    server (call ``shutdown()`` to stop it)."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
