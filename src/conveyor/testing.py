@@ -119,3 +119,42 @@ async def _is_drained(worker: Any, include_scheduled: bool) -> bool:
         pipe.zcard(k.retry)
     counts = await pipe.execute()
     return not any(counts) and not worker.running and not worker._acks
+
+
+# --- pytest plugin (registered as the ``conveyor`` pytest11 entry point) ---------------------------
+try:
+    import pytest
+except ImportError:  # pytest is optional: the plugin only exists where pytest does
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def conveyor_redis_server(tmp_path_factory: Any) -> Iterator[str]:
+        """A private embedded Redis for the test session (AOF off is not needed: it is a temp
+        folder); yields its URL and stops it afterwards."""
+        from .embedded import ensure_server, stop_server
+
+        folder = tmp_path_factory.mktemp("conveyor-redis")
+        url = ensure_server(folder)
+        try:
+            yield url
+        finally:
+            stop_server(folder)
+
+    @pytest.fixture
+    def conveyor_redis(conveyor_redis_server: str) -> str:
+        """The session's embedded Redis URL, emptied before the test."""
+        import redis
+
+        client = redis.Redis.from_url(conveyor_redis_server)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+        return conveyor_redis_server
+
+    @pytest.fixture
+    def conveyor_drain() -> Any:
+        """The :func:`drain` function: run a real worker until the app's queues are empty."""
+        return drain

@@ -59,7 +59,7 @@ async def test_recycles_a_process_past_max_rss(make_executor):
     assert (await ex.run(Task("Pid"))).value == first  # still under the limit
     assert (await ex.run(Task("HoldMemory", [200]))).value == first
     assert (await ex.run(Task("Pid"))).value != first  # retired after going past it
-    assert not pid_alive(first)
+    await until(lambda: not pid_alive(first), what="the retired process to exit")
 
 
 async def test_a_process_killed_from_outside_fails_its_task_and_is_replaced(make_executor,

@@ -1,80 +1,46 @@
 """Fixtures of the interop suite: real Ruby (Sidekiq 6.4.1, ActiveJob 6.1), real processes.
 
-* ``ruby(command, params)`` runs one client command of ``ruby/driver.rb`` against the test's
-  Redis and returns its JSON result (Sidekiq::Client, perform_*, ActiveJob, the API sets).
-* ``sidekiq(queues=..., concurrency=...)`` starts a real ``sidekiq`` server process with the app
-  in ``ruby/app.rb``; it is stopped by its pid at the end of the test.
+* ``ruby(command, params)`` runs one ``ruby/driver.rb`` client command against the test's Redis.
+* ``sidekiq(queues=..., concurrency=...)`` starts a real ``sidekiq`` server process; every one
+  started is stopped by its pid at the end of the test.
 * ``web_ui`` serves the Sidekiq Web UI with Rack + WEBrick on a free port.
-* ``conveyor(app, queues=...)`` runs a Conveyor worker in a thread of this process.
+* ``conveyor(app, queues)`` runs a Conveyor worker in a thread of this process.
 
 Without Ruby or Sidekiq these tests skip, except under ``CI=true``, where they fail.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import os
-import shutil
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
+from interop_helpers import (
+    LOG_DIR,
+    RUBY_DIR,
+    START_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    ConveyorThread,
+    Recorder,
+    Ruby,
+    SidekiqProcess,
+    fast_app,
+    probe_ruby,
+    ruby_env,
+    wait_until,
+)
 
 from conveyor import App
-from conveyor.settings import Settings
-from conveyor.worker import QueueSpec, Worker
 from redis_server import free_port
-
-RUBY_DIR = Path(__file__).parent / "ruby"
-SIDEKIQ_VERSION = "6.4.1"
-COMMAND_TIMEOUT_S = 60.0
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 20.0
-POLL_S = 0.02
-FAST = dict(lease_ttl_s=2.0, heartbeat_interval_s=0.25, recoverer_interval_s=0.25,
-            scheduler_interval_s=0.2, idle_block_s=0.2, shutdown_grace_s=3.0, status_ttl_s=600)
-LOG_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / f"conveyor-interop-{os.getpid()}"
-
-
-def wait_until(cond: Callable[[], Any], timeout_s: float = 15.0, what: str = "") -> Any:
-    """Poll ``cond`` until it returns something truthy, and return that; fail after the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or cond}")
-        time.sleep(POLL_S)
-
-
-def _probe_ruby() -> str | None:
-    """None when Ruby, Sidekiq 6.4.1, ActiveJob and the Web UI load; else what is missing."""
-    missing = [b for b in ("ruby", "sidekiq", "rackup") if shutil.which(b) is None]
-    if missing:
-        return f"missing commands: {', '.join(missing)} (install: bash scripts/system-deps.sh)"
-    code = ('require "sidekiq"; require "sidekiq/web"; require "active_job"; require "webrick"; '
-            'require "global_id"; print Sidekiq::VERSION')
-    out = subprocess.run(["ruby", "-e", code], capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        return f"Ruby cannot load Sidekiq/ActiveJob/WEBrick: {out.stderr.strip()[-300:]}"
-    if out.stdout.strip() != SIDEKIQ_VERSION:
-        return f"Sidekiq {out.stdout.strip()} installed; this suite is written for {SIDEKIQ_VERSION}"
-    return None
 
 
 @pytest.fixture(scope="session")
 def ruby_available() -> None:
-    problem = _probe_ruby()
+    problem = probe_ruby()
     if problem is None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         return
@@ -83,77 +49,9 @@ def ruby_available() -> None:
     pytest.skip(problem)
 
 
-def _ruby_env(redis_url: str, **extra: str) -> dict[str, str]:
-    return {**os.environ, "REDIS_URL": redis_url, "INTEROP_POLL_S": "0.5", **extra}
-
-
-class Ruby:
-    """Runs ``ruby/driver.rb`` commands against one Redis."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
-
-    def __call__(self, command: str, params: Any = None) -> Any:
-        out = subprocess.run(["ruby", str(RUBY_DIR / "driver.rb"), command],
-                             input=json.dumps(params), capture_output=True, text=True,
-                             env=_ruby_env(self.redis_url), timeout=COMMAND_TIMEOUT_S)
-        if out.returncode != 0:
-            raise AssertionError(f"ruby driver {command} failed:\n{out.stderr[-2000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])["result"]
-
-
 @pytest.fixture
 def ruby(ruby_available: None, redis_url: str) -> Ruby:
     return Ruby(redis_url)
-
-
-class SidekiqProcess:
-    """A real ``sidekiq`` server process; ``identity`` is its key in ``processes``."""
-
-    def __init__(self, redis_url: str, queues: list[str], concurrency: int, tag: str) -> None:
-        self.log = LOG_DIR / f"sidekiq-{tag}-{time.monotonic_ns()}.log"
-        args = ["sidekiq", "-r", str(RUBY_DIR / "app.rb"), "-c", str(concurrency), "-t", "3",
-                "-g", tag]
-        for q in queues:
-            args += ["-q", q]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(args, cwd=RUBY_DIR, env=_ruby_env(redis_url),
-                                         stdout=out, stderr=subprocess.STDOUT)
-        self.pid = self.proc.pid
-        r = redis.Redis.from_url(redis_url)
-        try:
-            self.identity = wait_until(lambda: self._find_identity(r), START_TIMEOUT_S,
-                                       f"sidekiq pid {self.pid} to heartbeat (log: {self.log})")
-        except AssertionError:
-            self.kill()
-            raise
-        finally:
-            r.close()
-
-    def _find_identity(self, r: redis.Redis) -> str | None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"sidekiq exited with {self.proc.returncode}:\n{self.tail()}")
-        for ident in r.smembers("processes"):
-            info = r.hget(ident, "info")
-            if info and json.loads(info).get("pid") == self.pid:
-                return str(ident.decode())
-        return None
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(STOP_TIMEOUT_S)
 
 
 @pytest.fixture
@@ -179,7 +77,7 @@ def web_ui(ruby_available: None, redis_url: str) -> Iterator[str]:
     with log.open("ab") as out:
         proc = subprocess.Popen(["rackup", "-s", "webrick", "-o", "127.0.0.1", "-p", str(port),
                                  str(RUBY_DIR / "config.ru")], cwd=RUBY_DIR,
-                                env=_ruby_env(redis_url), stdout=out, stderr=subprocess.STDOUT)
+                                env=ruby_env(redis_url), stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -202,43 +100,6 @@ def web_ui(ruby_available: None, redis_url: str) -> Iterator[str]:
             proc.wait()
 
 
-class ConveyorThread:
-    """A Conveyor worker running in its own thread and event loop, stopped gracefully."""
-
-    def __init__(self, app: App, queues: list[str], **options: Any) -> None:
-        self.worker = Worker(app, [QueueSpec(q) for q in queues], **options)
-        self.loop = asyncio.new_event_loop()
-        self._stop = asyncio.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, name="conveyor-worker", daemon=True)
-        self.thread.start()
-        wait_until(lambda: hasattr(self.worker, "heartbeat") or not self.thread.is_alive(),
-                   START_TIMEOUT_S, "the Conveyor worker to start")
-        if self.error is not None:
-            raise self.error
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self.worker.run(self._stop))
-        except BaseException as exc:  # reported by stop() in the test's thread
-            self.error = exc
-        finally:
-            self.loop.close()
-
-    @property
-    def running(self) -> bool:
-        return self.thread.is_alive()
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            with contextlib.suppress(RuntimeError):  # the loop may have just closed
-                self.loop.call_soon_threadsafe(self._stop.set)
-            self.thread.join(STOP_TIMEOUT_S)
-        if self.error is not None:
-            raise self.error
-
-
 @pytest.fixture
 def conveyor(redis_url: str) -> Iterator[Callable[..., ConveyorThread]]:
     started: list[ConveyorThread] = []
@@ -253,11 +114,6 @@ def conveyor(redis_url: str) -> Iterator[Callable[..., ConveyorThread]]:
         worker.stop()
 
 
-def fast_app(redis_url: str, **overrides: Any) -> App:
-    """An app whose worker beats, polls and recovers in fractions of a second."""
-    return App(settings=Settings(redis_url=redis_url, **{**FAST, **overrides}))
-
-
 @pytest.fixture
 def app(redis_url: str) -> Iterator[App]:
     application = fast_app(redis_url)
@@ -265,29 +121,8 @@ def app(redis_url: str) -> Iterator[App]:
     application.close()
 
 
-class Recorder:
-    """Thread-safe list of what Python handlers received."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._lock = threading.Lock()
-
-    def add(self, item: Any) -> None:
-        with self._lock:
-            self.items.append(item)
-
-    def wait(self, n: int, timeout_s: float = 20.0) -> list[Any]:
-        wait_until(lambda: len(self.items) >= n, timeout_s, f"{n} handler call(s)")
-        with self._lock:
-            return list(self.items)
-
-
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
 
 
-def ran_in_ruby(r: redis.Redis, n: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
-    """Wait until Ruby jobs recorded ``n`` runs in ``interop:ran`` and return them."""
-    wait_until(lambda: r.llen("interop:ran") >= n, timeout_s, f"{n} Ruby job run(s)")
-    return [json.loads(x) for x in r.lrange("interop:ran", 0, -1)]

@@ -134,12 +134,14 @@ class Authenticator:
             raise ApiError(403, "cross_site", "cross-site request refused (Origin does not "
                            "match this host)")
 
-    def check_mutation(self, request: Request, who: Principal, supplied_csrf: str | None) -> None:
-        """Ambient credentials (cookie, local) must be same-origin; cookies must echo CSRF."""
+    def check_mutation(self, request: Request, who: Principal, supplied_csrf: str | None,
+                       strict: bool = False) -> None:
+        """Ambient credentials (cookie, local) must be same-origin; cookies must echo their
+        CSRF token, and so must local callers when ``strict`` (dashboard forms)."""
         if who.via == "token":
             return
         self.check_same_origin(request)
-        if who.via == "session" and not (
+        if (who.via == "session" or strict) and not (
                 supplied_csrf and hmac.compare_digest(supplied_csrf.encode(), who.csrf.encode())):
             raise ApiError(403, "csrf", "the CSRF token is missing or wrong; reload the page")
 

@@ -57,9 +57,9 @@ async def _call(kind: str, zygote: Zygote, child: Child, frame: bytes, task: Tas
         raw = await asyncio.wait_for(_roundtrip(child, frame), task.timeout)
     except TimeoutError:
         zygote.kill(child.pid)
-        error = JobTimeout(f"job {task.name!r} ran past its timeout of {task.timeout}s; "
-                           f"the {kind} executor killed its child process {child.pid}")
-        return Outcome.failure(error, time.monotonic() - started, queued, []), None
+        timeout = JobTimeout(f"job {task.name!r} ran past its timeout of {task.timeout}s; "
+                             f"the {kind} executor killed its child process {child.pid}")
+        return Outcome.failure(timeout, time.monotonic() - started, queued, []), None
     except BaseException:
         zygote.kill(child.pid)  # our caller gave up (shutdown): the child must not run on
         raise

@@ -73,7 +73,7 @@ class Zygote:
         self._ids = itertools.count(1)
         self._spawning: dict[int, asyncio.Future[tuple[int, asyncio.Future[int | None]]]] = {}
         self._exits: dict[int, asyncio.Future[int | None]] = {}
-        self._pending_sends: set[asyncio.Task[None]] = set()
+        self._pending_sends: set[asyncio.Future[None]] = set()
         self._revive_lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -266,6 +266,6 @@ class Zygote:
             print(f"conveyor: cannot reach the zygote: {exc}", file=sys.stderr)
 
     def _keep(self, task: asyncio.Future[None]) -> None:
-        self._pending_sends.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self._pending_sends.discard)  # type: ignore[arg-type]
+        self._pending_sends.add(task)
+        task.add_done_callback(self._pending_sends.discard)
 

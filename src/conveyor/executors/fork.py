@@ -19,6 +19,7 @@ the task's process. If the zygote itself dies, the next task forks a new one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import time
@@ -124,10 +125,8 @@ class ForkExecutor(Executor):
     async def stop(self, grace_s: float = 0.0) -> None:
         self._closed = True
         if self._stats.in_flight and grace_s > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), grace_s)
-            except TimeoutError:
-                pass
         await self._zygote.stop()
 
 

@@ -19,6 +19,7 @@ they must be in it before ``start()``. Call ``start()`` before the process start
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -80,7 +81,11 @@ class ProcessExecutor(Executor):
             log.warning("the process executor's zygote died; forked a new one")
             self._stats.restarts += 1
         child = await self._zygote.spawn({})
-        hello = await read_frame_async(child.reader)
+        try:
+            hello = await read_frame_async(child.reader)
+        except BaseException:
+            child.close()
+            raise
         msg = loads(hello) if hello is not None else {}
         if msg.get("op") != "ready":
             child.close()
@@ -193,10 +198,8 @@ class ProcessExecutor(Executor):
     async def stop(self, grace_s: float = 0.0) -> None:
         self._closed = True
         if self._stats.in_flight and grace_s > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), grace_s)
-            except TimeoutError:
-                pass
         for task in list(self._respawns):
             task.cancel()
         for child in list(self._children):

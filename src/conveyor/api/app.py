@@ -1,0 +1,112 @@
+"""Builds the ASGI application: REST API under ``/api/v1``, probes, metrics and the dashboard.
+
+Layers, outermost first: security headers, the body limit, CORS (only when origins are
+configured), request metrics, then FastAPI's routing with the error handlers of ``errors.py``.
+The deadline for receiving requests lives lower, in the HTTP protocol (``limits.py``), because
+an ASGI app only sees a request once its headers have arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..admin import Inspector
+from ..app import App
+from ..metrics import AdminCollector, ApiMetrics
+from . import dashboard, errors, routes_admin, routes_jobs
+from .auth import Authenticator, require
+from .config import ApiConfig
+from .config import Scope as AuthScope
+from .render import WEB_DIR
+from .limits import BodyLimitMiddleware, SecurityHeadersMiddleware
+from .state import ApiState, ThroughputHistory
+
+CORS_MAX_AGE_S = 600
+
+
+class RequestMetricsMiddleware:
+    """Counts and times each request under its route template (``/api/v1/jobs/{job_id}``)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            if route is None:
+                route = "/static" if scope["path"].startswith("/static/") else "unmatched"
+            self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
+
+
+def create_app(config: ApiConfig, app: App | None = None) -> FastAPI:
+    """The API and dashboard for ``app`` (its registry and Redis settings) under ``config``."""
+    config.check()
+    application = app or App()
+    inspector = Inspector(application.client.sync)
+    state = ApiState(config, application, inspector, Authenticator(config),
+                     ThroughputHistory(config.history_sample_s))
+    registry = CollectorRegistry()
+    registry.register(AdminCollector(inspector))
+    api_metrics = ApiMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(state.sample_forever(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await sampler
+
+    api = FastAPI(title="Conveyor", version=__version__, docs_url=None, redoc_url=None,
+                  lifespan=lifespan, description="Background jobs: submit, inspect and "
+                  "administer queues. Authenticate with `Authorization: Bearer <token>`.")
+    api.state.api = state
+    api.state.auth = state.auth
+    api.state.registry = registry
+    api.state.metrics = api_metrics
+    errors.install(api)
+    api.include_router(routes_jobs.router)
+    api.include_router(routes_admin.router)
+    api.include_router(routes_admin.probes)
+    metrics_deps = [] if config.metrics_public else [Depends(require(AuthScope.READ))]
+    api.add_api_route("/metrics", routes_admin.metrics, methods=["GET"], tags=["probes"],
+                      dependencies=metrics_deps, response_class=Response,
+                      responses=routes_admin.METRICS_RESPONSES, summary="Prometheus metrics")
+    api.include_router(dashboard.router)
+    api.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    api.add_middleware(RequestMetricsMiddleware, metrics=api_metrics)
+    if config.cors_origins:
+        api.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
+                           allow_methods=["GET", "POST"], allow_credentials=False,
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+                           max_age=CORS_MAX_AGE_S)
+    api.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    api.add_middleware(SecurityHeadersMiddleware)
+    return api
