@@ -328,3 +328,22 @@ def test_arguments_that_are_not_json_raise_at_enqueue_naming_them(redis_url: str
     with pytest.raises(SerializationError, match=r"non-string key"):
         f.enqueue({1: 2})
     assert redis.Redis.from_url(redis_url).llen("queue:default") == 0
+
+
+async def test_many_schedulers_promote_each_due_job_exactly_once(
+        redis_url: str, redis_sync: redis.Redis) -> None:
+    """Four scheduler duties racing over 2,000 due jobs: every job lands in its queue once."""
+    from conveyor.broker import AsyncBroker
+    from conveyor.worker.scheduler import Scheduler
+
+    due = {json.dumps({"class": "T", "args": [i], "jid": f"{i:024x}", "queue": "default"}): 1000.0
+           for i in range(2000)}
+    redis_sync.zadd("schedule", due)
+    brokers = [AsyncBroker(redis_url) for _ in range(4)]
+    schedulers = [Scheduler(b, interval_s=0.01, batch=50) for b in brokers]
+    await asyncio.gather(*(s.tick() for s in schedulers for _ in range(20)))
+    jids = [json.loads(r)["jid"] for r in redis_sync.lrange("queue:default", 0, -1)]
+    assert len(jids) == 2000 and len(set(jids)) == 2000
+    assert sum(s.promoted for s in schedulers) == 2000 and redis_sync.zcard("schedule") == 0
+    for b in brokers:
+        await b.close()
