@@ -213,9 +213,9 @@ def _encode_hash(value: Mapping[Any, Any], path: str, marker: str = SYMBOL_KEYS_
             raise SerializationError(f"{path} has key {key!r}; ActiveJob hash keys are strings")
         if key in RESERVED_KEYS:
             raise SerializationError(f"{path} uses the reserved key {key!r}")
-        out[key] = encode_argument(item, f"{path}[{key!r}]")
+        out[str(key)] = encode_argument(item, f"{path}[{key!r}]")  # plain str: orjson wants it
         if all_symbols or isinstance(key, Symbol):
-            symbols.append(key)
+            symbols.append(str(key))
     if symbols or marker == RUBY2_KEYWORDS_KEY:
         out[marker] = symbols
     return out
@@ -299,6 +299,8 @@ def enqueue(app: App, job_class: str, *args: Any, queue: str = "default",
     """Enqueue ``job_class`` as Rails' ``perform_later`` does (``set(wait:)`` = ``wait``).
 
     ``options`` adds Sidekiq options to the envelope (``backtrace``, ``retry_queue``, ``tags``).
+    Other keyword arguments become the job's Ruby keyword arguments, so a job keyword named like
+    one of the options above must be passed through :func:`job_data` and ``app.enqueue``.
     """
     data = job_data(job_class, args, kwargs, queue=queue, priority=priority)
     return app.enqueue(wrapper, args=[data], queue=queue, retry=retry, delay=wait, at=wait_until,

@@ -18,6 +18,8 @@ from typing import Any
 from .job import dumps, loads, now_s
 from .settings import MAX_ERROR_MESSAGE_CHARS, MAX_RETRIES
 
+RUBY_BASE64_LINE_CHARS = 60  # Base64.encode64 (pack "m") wraps lines at 60 characters
+
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
@@ -49,9 +51,12 @@ def max_retries_of(retry: Any, default_max: int = MAX_RETRIES) -> int:
 
 
 def compress_backtrace(lines: list[str]) -> str:
-    """Sidekiq 6.4's ``error_backtrace``: MIME base64 of zlib-deflated compact JSON."""
-    packed = zlib.compress(json.dumps(lines, separators=(",", ":")).encode())
-    return base64.encodebytes(packed).decode()
+    """Sidekiq 6.4's ``error_backtrace``: Ruby's ``Base64.encode64`` (a newline after every 60
+    characters and at the end) of zlib-deflated compact UTF-8 JSON, byte for byte."""
+    packed = zlib.compress(json.dumps(lines, separators=(",", ":"), ensure_ascii=False).encode())
+    text = base64.b64encode(packed).decode()
+    return "".join(text[i:i + RUBY_BASE64_LINE_CHARS] + "\n"
+                   for i in range(0, len(text), RUBY_BASE64_LINE_CHARS))
 
 
 def decompress_backtrace(value: str) -> list[str]:

@@ -35,6 +35,7 @@ SHUTDOWN_GRACE_S = 25.0
 DEFAULT_CONCURRENCY = 10
 PROCESS_TTL_S = 60  # Sidekiq's process hash TTL
 DEFAULT_DATA_DIR = ".conveyor"
+UNKNOWN_CLASSES = "dead"  # or "hand_back": what a worker does with a class it has no handler for
 
 PRIORITY_QUEUES = {"high": "high", "normal": "default", "low": "low"}
 PRIORITY_WEIGHTS = {"high": 3, "default": 2, "low": 1}
@@ -63,6 +64,7 @@ class Settings:
     dead_timeout_s: int = DEAD_TIMEOUT_S
     max_retries: int = MAX_RETRIES
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
+    unknown_classes: str = UNKNOWN_CLASSES
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

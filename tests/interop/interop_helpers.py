@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -83,7 +84,8 @@ class Ruby:
                              env=ruby_env(self.redis_url), timeout=COMMAND_TIMEOUT_S)
         if out.returncode != 0:
             raise AssertionError(f"ruby driver {command} failed:\n{out.stderr[-2000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])["result"]
+        # split on "\n" only: U+2028 in a result is not a line break here
+        return json.loads(out.stdout.strip().split("\n")[-1])["result"]
 
 
 class SidekiqProcess:
@@ -198,3 +200,29 @@ def ran_in_ruby(r: redis.Redis, n: int, timeout_s: float = 20.0) -> list[dict[st
     """Wait until Ruby jobs recorded ``n`` runs in ``interop:ran`` and return them."""
     wait_until(lambda: r.llen("interop:ran") >= n, timeout_s, f"{n} Ruby job run(s)")
     return [json.loads(x) for x in r.lrange("interop:ran", 0, -1)]
+
+
+# Corner cases of the wire encoding: astral-plane unicode, line/paragraph separators, control
+# characters, floats at the edges of double precision, integers past 64 bits, null, nesting.
+CORNER_ARGS: list[Any] = [
+    "plain",
+    "ünïcödé ✓ 中文 😀 \u2028\u2029 \u0000\u001f tab\t quote\" backslash\\ slash/",
+    0.1, 1e20, -0.0, 5e-324, 1.7976931348623157e308, 123456789.12345679, 1.5e-7,
+    2**63, 2**64 + 1, -(2**70), 0, -1,
+    None, True, False,
+    {"nested": {"deeper": [1, {"k": None, "ü": "😀"}], "empty": {}}, "list": []},
+    [],
+]
+
+
+def same_values(a: Any, b: Any) -> bool:
+    """Deep equality that also tells -0.0 from 0.0 and bool from int."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)

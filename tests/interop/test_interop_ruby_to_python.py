@@ -7,44 +7,17 @@ they got and the tests compare it with what Ruby sent.
 from __future__ import annotations
 
 import json
-import math
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from interop_helpers import wait_until
+from interop_helpers import CORNER_ARGS, same_values, wait_until
 
 from conveyor import App, activejob, current_job
 from conveyor.activejob import GlobalID, Symbol
 
 pytestmark = pytest.mark.interop
-
-# Corner cases of the wire encoding: astral-plane unicode, line/paragraph separators, control
-# characters, floats at the edges of double precision, integers past 64 bits, null, nesting.
-CORNER_ARGS: list[Any] = [
-    "plain",
-    "ünïcödé ✓ 中文 😀 \u2028\u2029 \u0000\u001f tab\t quote\" backslash\\ slash/",
-    0.1, 1e20, -0.0, 5e-324, 1.7976931348623157e308, 123456789.12345679, 1.5e-7,
-    2**63, 2**64 + 1, -(2**70), 0, -1,
-    None, True, False,
-    {"nested": {"deeper": [1, {"k": None, "ü": "😀"}], "empty": {}}, "list": []},
-    [],
-]
-
-
-def same_values(a: Any, b: Any) -> bool:
-    """Deep equality that also tells -0.0 from 0.0 and bool from int."""
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b and math.copysign(1, a) == math.copysign(1, b)
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
-
 
 def register_hard_work(app: App, recorder: Any) -> None:
     @app.job(name="HardWorkJob", queue="py")

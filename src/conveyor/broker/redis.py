@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -28,13 +28,32 @@ HEALTH_CHECK_INTERVAL_S = 30
 
 @dataclass(slots=True)
 class EnqueueItem:
-    """One job to push: its queue, raw JSON, id, type and when ("" now, "@ts", "+seconds")."""
+    """One job to push: its queue, raw JSON, id, type and when ("" now, "@ts", "+seconds"), and
+    its unique lock (a key under ``conveyor:unique:``, its TTL and scope; "" for none)."""
 
     queue: str
     raw: bytes
     jid: str
     name: str
     when: str = ""
+    unique_key: str = ""
+    unique_ttl_s: int = 0
+    unique_scope: str = ""
+
+
+@dataclass(slots=True)
+class Pushed:
+    """What an enqueue did: counts, and the jobs refused as duplicates (index -> holder's jid)."""
+
+    enqueued: int = 0
+    scheduled: int = 0
+    duplicates: dict[int, str] = field(default_factory=dict)
+
+    def add(self, reply: Sequence[Any], offset: int) -> None:
+        self.enqueued += int(reply[0])
+        self.scheduled += int(reply[1])
+        for i in range(2, len(reply), 2):
+            self.duplicates[offset + int(reply[i]) - 1] = _text(reply[i + 1])
 
 
 @dataclass(slots=True)
@@ -76,7 +95,9 @@ class _Args:
         args: list[Any] = [self.k.queue_prefix, self.k.status_prefix, self.s.status_ttl_s,
                            len(items)]
         for it in items:
-            args.extend((it.queue, it.raw, it.jid, it.name, it.when))
+            ukey = self.k.unique(it.unique_key) if it.unique_key else ""
+            args.extend((it.queue, it.raw, it.jid, it.name, it.when, ukey, it.unique_ttl_s,
+                         it.unique_scope))
         return [self.k.queues, self.k.schedule], args
 
     def fetch(self, wid: str, queues: Sequence[str], count: int) -> tuple[list[str], list[Any]]:
@@ -123,6 +144,10 @@ class _Args:
         return keys, [self.k.queue_prefix, self.k.status_prefix, self.s.status_ttl_s, *raws]
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _parse_fetch(reply: list[Any]) -> list[Fetched] | None:
     if reply and reply[0] == -1:
         return None
@@ -157,9 +182,15 @@ class SyncBroker:
 
     def enqueue(self, items: Sequence[EnqueueItem]) -> tuple[int, int]:
         """Push jobs in chunks, all chunks in one round trip."""
+        pushed = self.push(items)
+        return pushed.enqueued, pushed.scheduled
+
+    def push(self, items: Sequence[EnqueueItem]) -> Pushed:
+        """Push jobs in chunks (one round trip) and report duplicates refused by unique locks."""
+        pushed = Pushed()
         if len(items) <= ENQUEUE_CHUNK:
-            enq, sched = self._run("enqueue", *self._args.enqueue(items))
-            return int(enq), int(sched)
+            pushed.add(self._run("enqueue", *self._args.enqueue(items)), 0)
+            return pushed
         try:
             pipe = self.redis.pipeline(transaction=False)
             for i in range(0, len(items), ENQUEUE_CHUNK):
@@ -168,7 +199,13 @@ class SyncBroker:
             replies = pipe.execute()
         except redis.ConnectionError as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
-        return sum(int(r[0]) for r in replies), sum(int(r[1]) for r in replies)
+        for n, reply in enumerate(replies):
+            pushed.add(reply, n * ENQUEUE_CHUNK)
+        return pushed
+
+    def script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one of the Lua scripts by name (the flow-control modules use this)."""
+        return self._run(name, keys, args)
 
     def register(self, wid: str, info: bytes) -> None:
         self.redis.hset(self.keys.worker_info, wid, info)
@@ -250,11 +287,20 @@ class AsyncBroker:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
 
     async def enqueue(self, items: Sequence[EnqueueItem]) -> tuple[int, int]:
-        enq = sched = 0
+        pushed = await self.push(items)
+        return pushed.enqueued, pushed.scheduled
+
+    async def push(self, items: Sequence[EnqueueItem]) -> Pushed:
+        """Push jobs in chunks and report duplicates refused by unique locks."""
+        pushed = Pushed()
         for i in range(0, len(items), ENQUEUE_CHUNK):
-            e, s = await self._run("enqueue", *self._args.enqueue(items[i : i + ENQUEUE_CHUNK]))
-            enq, sched = enq + int(e), sched + int(s)
-        return enq, sched
+            keys, args = self._args.enqueue(items[i : i + ENQUEUE_CHUNK])
+            pushed.add(await self._run("enqueue", keys, args), i)
+        return pushed
+
+    async def script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one of the Lua scripts by name (the flow-control modules use this)."""
+        return await self._run(name, keys, args)
 
     async def fetch(self, wid: str, queues: Sequence[str], count: int) -> list[Fetched] | None:
         return _parse_fetch(await self._run("fetch", *self._args.fetch(wid, queues, count)))
@@ -282,6 +328,11 @@ class AsyncBroker:
     async def recover_expired(self) -> tuple[int, int, int]:
         w, j, q = await self._run("recover", *self._args.recover("expired"))
         return int(w), int(j), int(q)
+
+    async def hand_back(self, wid: str, token: str, queue: str) -> bool:
+        """Put an in-flight job back at the front of ``queue`` untouched (no handler here)."""
+        keys = [self.keys.inflight(wid), self.keys.queue(queue)]
+        return bool(await self._run("hand_back", keys, [token]))
 
     async def bury(self, entry: bytes, dead_raw: bytes, jid: str, error_class: str,
                    msg: str) -> bool:
