@@ -3,7 +3,7 @@
 # and ActiveJob (interop), Chromium (dashboard tests). Only runs as root with apt-get present;
 # elsewhere it says which suites will be missing their tools.
 set -euo pipefail
-PKGS=(ruby ruby-sidekiq ruby-activejob ruby-rack ruby-webrick chromium chromium-driver redis-server)
+PKGS=(ruby ruby-sidekiq ruby-activejob ruby-rack ruby-webrick chromium chromium-driver redis-server tmux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

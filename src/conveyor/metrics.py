@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .errors import BrokerError
+from .errors import BrokerError, ConfigurationError
 
 RUN_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                  60.0, 300.0, 900.0, 3600.0)
@@ -133,9 +133,10 @@ def _enqueued_at(data: dict[str, Any]) -> float | None:
 
 
 class WorkerMetrics:
-    """A worker observer plus a collector of the worker's slots, executors and recoveries."""
+    """A worker observer (``Worker(observers=[...])``) plus, once bound to the worker, a
+    collector of its slots, executors and recoveries."""
 
-    def __init__(self, worker: Any, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.jobs = Counter("conveyor_jobs", "Job runs by queue, type and outcome (completed, "
                             "retry, dead, discard, cancelled)", ["queue", "type", "outcome"],
@@ -149,7 +150,13 @@ class WorkerMetrics:
             "conveyor_executor_queue_seconds", "Time a job waited inside its executor before "
             "running (pool hand-off; for the http executor, the sidecar bridge)", ["executor"],
             buckets=RUN_BUCKETS_S, registry=self.registry)
-        self.registry.register(_WorkerCollector(worker))
+        self._bound = False
+
+    def bind(self, worker: Any) -> None:
+        """Called by the worker it observes: from now on scrapes read that worker's state."""
+        if not self._bound:
+            self.registry.register(_WorkerCollector(worker))
+            self._bound = True
 
     def job_started(self, job: Any, spec: Any) -> None:
         enqueued = _enqueued_at(job.data)
@@ -213,6 +220,30 @@ class _WorkerCollector(Collector):
 def serve_metrics(registry: CollectorRegistry, port: int,
                   host: str = DEFAULT_METRICS_HOST) -> Any:
     """Serve ``registry`` at ``http://host:port/metrics`` from a daemon thread; returns the
-    server (call ``shutdown()`` to stop it)."""
+    server (``shutdown()`` then ``server_close()`` stop it; port 0 picks a free port, found in
+    ``server.server_address``)."""
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server
+
+
+def worker_observers(metrics_port: int | None = None, metrics_host: str = DEFAULT_METRICS_HOST,
+                     job_logs: bool = False, trace: bool = False) -> list[Any]:
+    """The observers ``conveyor worker``'s flags ask for: Prometheus metrics served on
+    ``metrics_port``, one log line per job start and end, OpenTelemetry run spans."""
+    observers: list[Any] = []
+    if metrics_port is not None:
+        wm = WorkerMetrics()
+        serve_metrics(wm.registry, metrics_port, metrics_host)
+        observers.append(wm)
+    if job_logs:
+        from .logs import LoggingObserver
+
+        observers.append(LoggingObserver())
+    if trace:
+        from .tracing import TracingObserver, available
+
+        if not available():
+            raise ConfigurationError("--trace needs the OpenTelemetry packages: "
+                                     "pip install 'conveyor[otel]'")
+        observers.append(TracingObserver())
+    return observers

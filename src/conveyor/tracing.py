@@ -15,6 +15,7 @@ does nothing and costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -92,7 +93,5 @@ class TracingObserver:
             span.set_status(Status(StatusCode.ERROR, f"{outcome.error_class}: "
                                                      f"{outcome.message[:200]}"))
         span.end()
-        try:
+        with contextlib.suppress(ValueError):  # finished in another context: nothing to undo
             otel_context.detach(token)
-        except ValueError:  # finished from another context than it started in; nothing to undo
-            pass

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -23,12 +24,14 @@ from .. import __version__
 from ..admin import Inspector
 from ..app import App
 from ..metrics import AdminCollector, ApiMetrics
-from . import dashboard, errors, routes_admin, routes_jobs
+from . import dashboard, errors, flow, routes_admin, routes_jobs
 from .auth import Authenticator, require
 from .config import ApiConfig
 from .config import Scope as AuthScope
-from .render import WEB_DIR
 from .limits import BodyLimitMiddleware, SecurityHeadersMiddleware
+from .models import UNIQUE_FIELDS
+from .render import WEB_DIR
+from .routes_jobs import unique_jobs_available
 from .state import ApiState, ThroughputHistory
 
 CORS_MAX_AGE_S = 600
@@ -58,9 +61,33 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, watch)
         finally:
             route = getattr(scope.get("route"), "path", None)
-            if route is None:
+            if route is not None:
+                route = route.replace(":path}", "}")
+            else:
                 route = "/static" if scope["path"].startswith("/static/") else "unmatched"
             self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
+
+
+def _describe_jobs_in_schema(api: FastAPI, types: set[str]) -> None:
+    """Make ``JobSubmit.type`` an enum of the registered types in /openapi.json, so clients
+    (and Schemathesis) know which values are valid, and leave out ``unique_key`` while the
+    client cannot honour it."""
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema:
+            return api.openapi_schema
+        schema = build()
+        props = schema["components"]["schemas"]["JobSubmit"]["properties"]
+        if types:
+            props["type"]["enum"] = sorted(types)
+        if not unique_jobs_available():
+            for name in UNIQUE_FIELDS:
+                props.pop(name, None)
+            schema["components"]["schemas"]["JobSubmit"].pop("dependentRequired", None)
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(config: ApiConfig, app: App | None = None) -> FastAPI:
@@ -100,7 +127,10 @@ def create_app(config: ApiConfig, app: App | None = None) -> FastAPI:
                       dependencies=metrics_deps, response_class=Response,
                       responses=routes_admin.METRICS_RESPONSES, summary="Prometheus metrics")
     api.include_router(dashboard.router)
+    if flow.available(inspector):
+        flow.mount(api)
     api.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    _describe_jobs_in_schema(api, set(application.registry) | set(config.extra_job_types))
     api.add_middleware(RequestMetricsMiddleware, metrics=api_metrics)
     if config.cors_origins:
         api.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,

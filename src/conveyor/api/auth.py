@@ -20,7 +20,7 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -35,6 +35,7 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SAME_SITE_FETCH = frozenset({"same-origin", "none"})
 bearer = HTTPBearer(auto_error=False, description="An API token: admin, enqueue or read scope")
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,7 @@ class Authenticator:
 def require(scope: Scope) -> Callable[..., Principal]:
     """A dependency that admits callers holding ``scope`` (or a higher one)."""
 
-    def dependency(request: Request,
-                   cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+    def dependency(request: Request, cred: BearerCredentials = None) -> Principal:
         auth: Authenticator = request.app.state.auth
         header = request.headers.get("authorization")
         if header is not None and cred is None:

@@ -40,7 +40,8 @@ Filter = Annotated[str | None, Query(max_length=200)]
 
 
 def _auth(request: Request) -> Authenticator:
-    return request.app.state.auth  # type: ignore[no-any-return]
+    auth: Authenticator = request.app.state.auth
+    return auth
 
 
 def _who(request: Request) -> Principal:
@@ -64,13 +65,14 @@ def _page(request: Request, who: Principal | None, template: str, **context: Any
     notice = NOTICES[done].format(n=int(count) if count.isdigit() else 0) if done in NOTICES \
         else ""
     html = render(template, who=who, csrf=who.csrf if who else "", path=request.url.path,
-                  notice=notice, admin=bool(who and who.scope >= Scope.ADMIN), **context)
+                  notice=notice, admin=bool(who and who.scope >= Scope.ADMIN),
+                  flow_nav=hasattr(type(api_state(request).inspector), "flow"), **context)
     return HTMLResponse(html)
 
 
 def error_page(request: Request, status: int, message: str) -> str:
     return render("error.html", who=None, csrf="", path=request.url.path, notice="", admin=False,
-                  status=status, message=message)
+                  flow_nav=False, status=status, message=message)
 
 
 async def _action(request: Request) -> dict[str, list[str]]:
@@ -108,10 +110,10 @@ async def login(request: Request) -> Response:
     next_path = _safe_next((form.get("next") or [""])[0])
     token = auth.check_token((form.get("token") or [""])[0])
     if token is None:
-        response = _page(request, None, "login.html", next=next_path,
-                         error="That token is not valid.")
-        response.status_code = 401
-        return response
+        refused = _page(request, None, "login.html", next=next_path,
+                        error="That token is not valid.")
+        refused.status_code = 401
+        return refused
     response = RedirectResponse(next_path, 303)
     config = api_state(request).config
     response.set_cookie(SESSION_COOKIE, auth.new_session(token), max_age=config.session_ttl_s,
@@ -154,7 +156,7 @@ def queues_page(request: Request) -> HTMLResponse:
                  deepest=max([q.size for q in queues] + [1]))
 
 
-@router.get("/queues/{name}")
+@router.get("/queues/{name:path}")
 def queue_page(name: QueuePath, request: Request, offset: Offset = 0) -> HTMLResponse:
     who = _who(request)
     st = api_state(request)
@@ -221,27 +223,33 @@ for _path, (_set, _title) in SET_PAGES.items():
 
 
 # --- actions -------------------------------------------------------------------------------------
-@router.post("/queues/{name}/{action}")
-async def queue_action(name: QueuePath, action: str, request: Request) -> Response:
-    if action not in ("pause", "resume", "purge"):
-        raise ApiError(404, "not_found", f"no queue action {action!r}")
-    form = await _action(request)
-    ins = api_state(request).inspector
-    if name not in await run_in_threadpool(ins.queue_names):
-        raise ApiError(404, "not_found", f"no queue named {name!r}")
-    n = await run_in_threadpool(getattr(ins, action), name)
-    done = {"pause": "paused", "resume": "resumed", "purge": "purged"}[action]
-    return _back(form, f"/queues/{quote(name)}", done, n if isinstance(n, int) else 0)
+QUEUE_ACTIONS = {"pause": "paused", "resume": "resumed", "purge": "purged"}
+JOB_ACTIONS = {"retry": ("retry_now", "retried"), "cancel": ("cancel", "cancelled")}
 
 
-@router.post("/jobs/{jid}/{action}")
-async def job_action(jid: JobPath, action: str, request: Request) -> Response:
-    if action not in ("retry", "cancel"):
-        raise ApiError(404, "not_found", f"no job action {action!r}")
-    form = await _action(request)
-    ins = api_state(request).inspector
-    if action == "retry":
-        await run_in_threadpool(ins.retry_now, jid)
-        return _back(form, f"/jobs/{jid}", "retried")
-    await run_in_threadpool(ins.cancel, jid)
-    return _back(form, f"/jobs/{jid}", "cancelled")
+def _queue_action(action: str, done: str) -> None:
+    async def act(name: QueuePath, request: Request) -> Response:
+        form = await _action(request)
+        ins = api_state(request).inspector
+        if name not in await run_in_threadpool(ins.queue_names):
+            raise ApiError(404, "not_found", f"no queue named {name!r}")
+        n = await run_in_threadpool(getattr(ins, action), name)
+        return _back(form, f"/queues/{quote(name)}", done, n if isinstance(n, int) else 0)
+
+    router.add_api_route(f"/queues/{{name:path}}/{action}", act, methods=["POST"],
+                         name=f"queue_{action}")
+
+
+def _job_action(action: str, method: str, done: str) -> None:
+    async def act(jid: JobPath, request: Request) -> Response:
+        form = await _action(request)
+        await run_in_threadpool(getattr(api_state(request).inspector, method), jid)
+        return _back(form, f"/jobs/{jid}", done)
+
+    router.add_api_route(f"/jobs/{{jid}}/{action}", act, methods=["POST"], name=f"job_{action}")
+
+
+for _action_name, _done in QUEUE_ACTIONS.items():
+    _queue_action(_action_name, _done)
+for _action_name, (_method, _done) in JOB_ACTIONS.items():
+    _job_action(_action_name, _method, _done)

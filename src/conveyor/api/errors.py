@@ -64,7 +64,27 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _doc("A field is missing or invalid; `fields` names it"),
     503: _doc("Redis is unreachable; retry after `Retry-After` seconds"),
 }
-NOT_FOUND = {404: _doc("No such job, queue entry or route")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _doc("No such job, queue entry or route")}
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A dependency refusing query parameters the route does not declare (a typo such as
+    ``?limt=5`` would otherwise be ignored silently)."""
+    root = getattr(request.scope.get("route"), "dependant", None)
+    if root is None:
+        return
+    stack: list[Any] = [root]
+    known: set[str] = set()
+    while stack:
+        dependant = stack.pop()
+        known.update(p.alias for p in dependant.query_params)
+        stack.extend(dependant.dependencies)
+    unknown = sorted(k for k in request.query_params if k not in known)
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise ApiError(422, "invalid", f"unknown query parameter {unknown[0][:40]!r}; this "
+                       f"route takes: {allowed}",
+                       [(f"query.{k[:40]}", "not a parameter of this route") for k in unknown])
 
 
 def _render(request: Request, err: ApiError) -> Response:
@@ -94,7 +114,8 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         reason = next(str(e.get("msg")) for e in errors if e.get("type") == "json_invalid")
-        return ApiError(400, "bad_json", f"the body is not valid JSON: {reason}", [("body", reason)])
+        return ApiError(400, "bad_json", f"the body is not valid JSON: {reason}",
+                        [("body", reason)])
     fields = [(_loc(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in errors]
     first = fields[0] if fields else ("body", "invalid")
     return ApiError(422, "invalid", f"{first[0]}: {first[1]}", fields)

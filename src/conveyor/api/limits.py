@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import h11
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -33,7 +34,7 @@ SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make browsers send Origin: null
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"interest-cohort=()"),
 ]
@@ -51,8 +52,8 @@ class BodyTooLarge(HTTPException):
 
 
 async def _send_error(send: Send, status: int, text: str) -> None:
-    body = ('{"error":"%s","message":"%s","fields":[]}' % (
-        "too_large" if status == 413 else "bad_request", text)).encode()
+    code = "too_large" if status == 413 else "bad_request"
+    body = orjson.dumps({"error": code, "message": text, "fields": []})
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"connection", b"close")]})

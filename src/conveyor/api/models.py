@@ -11,29 +11,45 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..admin import ProcessInfo, QueuedJob, SetEntry
 from ..job import loads
 from ..logs import redact
 
 MAX_DELAY_S = 5 * 365 * 24 * 3600.0
-MAX_EPOCH_S = 32503680000.0  # year 3000
+MAX_EPOCH_S = 32503680000.0  # year 3000, for epoch numbers
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_RETRIES = 100
 MAX_NAME_CHARS = 200
 NAME_PATTERN = r"^[^\s,]+$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
 
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: 3 and 3.0 are integers; true and "3" are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
 JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN, examples=["b0a9ef4c2f6e4b1c8d3e2a10"])]
 QueueName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=NAME_PATTERN)]
+
+
+EXCLUSIVE_PAIRS = (("payload", "args"), ("queue", "priority"), ("delay", "run_at"))
+UNIQUE_FIELDS = ("unique_key", "unique_ttl", "unique_scope")
 
 
 class JobSubmit(BaseModel):
     """A job to enqueue. Give ``payload`` (one JSON argument, Gopher's shape) or ``args``
     (and ``kwargs``); ``queue`` or ``priority``; ``delay`` or ``run_at``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "allOf": [{"not": {"required": list(pair)}} for pair in EXCLUSIVE_PAIRS],
+        "dependentRequired": {"unique_ttl": ["unique_key"], "unique_scope": ["unique_key"]}})
 
     type: str = Field(min_length=1, max_length=MAX_NAME_CHARS, examples=["email"])
     payload: Any = Field(None, description="One JSON value, passed as the single argument")
@@ -42,11 +58,34 @@ class JobSubmit(BaseModel):
     queue: QueueName | None = None
     priority: Literal["high", "normal", "low"] | None = None
     retries: int | None = Field(None, ge=0, le=MAX_RETRIES)
-    delay: float | None = Field(None, ge=0, le=MAX_DELAY_S, allow_inf_nan=False)
-    run_at: datetime | Annotated[float, Field(ge=0, le=MAX_EPOCH_S, allow_inf_nan=False)] | None \
-        = Field(None, description="ISO 8601 time (UTC when no offset) or epoch seconds")
-    unique_key: str | None = Field(None, min_length=1, max_length=MAX_NAME_CHARS)
-    timeout: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    delay: float | None = Field(None, ge=0, le=MAX_DELAY_S, allow_inf_nan=False, strict=True)
+    run_at: datetime | Annotated[float, Field(ge=0, le=MAX_EPOCH_S, allow_inf_nan=False,
+                                              strict=True)] | None = Field(
+        None, description="ISO 8601 time (UTC when no offset) or epoch seconds; a time in "
+        "the past runs at once")
+    unique_key: str = Field(None, min_length=1, max_length=MAX_NAME_CHARS,  # type: ignore[assignment]
+                                   description="While a job holds this key, another submit "
+                                   "with it returns that job (unique jobs)")
+    unique_ttl: float | None = Field(None, ge=1, le=MAX_DELAY_S, allow_inf_nan=False,
+                                     strict=True, description="Seconds the unique lock lasts")
+    unique_scope: Literal["queued", "running", "completed"] | None = Field(
+        None, description="Until when the unique lock is held")
+    timeout: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False, strict=True)
+
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _integer(cls, value: Any) -> Any:
+        return None if value is None else _json_integer(value)
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _epoch_in_range(cls, value: Any) -> Any:
+        """Numbers are epoch seconds in 0..MAX_EPOCH_S (pydantic would read any number as a
+        datetime); booleans are not times."""
+        if isinstance(value, bool) or (isinstance(value, int | float) and not
+                                       0 <= value <= MAX_EPOCH_S):
+            raise ValueError(f"epoch seconds must be between 0 and {MAX_EPOCH_S:.0f}")
+        return value
 
 
 class BatchSubmit(BaseModel):
@@ -56,9 +95,13 @@ class BatchSubmit(BaseModel):
 
 
 class JobAccepted(BaseModel):
+    """``replayed``: an earlier submit with this Idempotency-Key; ``duplicate``: a job already
+    held this ``unique_key``, and ``job_id`` is that job."""
+
     job_id: str
     status: str
     replayed: bool = False
+    duplicate: bool = False
 
 
 class BatchAccepted(BaseModel):
@@ -68,9 +111,12 @@ class BatchAccepted(BaseModel):
 class SetAction(BaseModel):
     """Which entries to act on: the listed ``job_ids``, or ``all``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["job_ids"], "properties": {"all": {"const": False}}},
+        {"required": ["all"], "properties": {"all": {"const": True}},
+         "not": {"required": ["job_ids"]}}]})
 
-    job_ids: list[JobId] | None = Field(None, min_length=1, max_length=1000)
+    job_ids: list[JobId] = Field(None, min_length=1, max_length=1000)  # type: ignore[arg-type]
     all: bool = False
 
 
@@ -142,7 +188,11 @@ class ProcessView(BaseModel):
 
 
 class HistoryPoint(BaseModel):
+    """Jobs counted between the previous sample and ``t`` (epoch seconds), and their rates."""
+
     t: float
+    processed: int
+    failed: int
     processed_per_s: float
     failed_per_s: float
 

@@ -14,7 +14,6 @@ from typing import Any
 import orjson
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 LIST_ARG_CHARS = 300  # arguments shown in a table row
 DETAIL_ARG_CHARS = 100_000  # arguments shown on a job's page
@@ -45,7 +44,8 @@ def _ts(value: Any) -> str:
 def _ago(value: Any) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         return ""
-    delta = datetime.now(UTC).timestamp() - value
+    seconds = value / 1000 if value > 10**11 else value  # Sidekiq 8 and flow control use ms
+    delta = datetime.now(UTC).timestamp() - seconds
     future = delta < 0
     delta = abs(delta)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -66,8 +66,21 @@ def _bytes(kb: Any) -> str:
     return f"{value:.1f} TiB"
 
 
+# Control characters (ANSI escapes, NUL...) and bidirectional overrides (which can make text
+# read backwards) are shown as \uXXXX instead of being sent to the browser; tab and newline stay.
+_INVISIBLE = {c: f"\\u{c:04x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F,
+                                          *range(0x80, 0xA0), 0x200E, 0x200F,
+                                          *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
+
+def visible(value: Any) -> Any:
+    """What every ``{{ expression }}`` goes through before Jinja escapes it."""
+    return value.translate(_INVISIBLE) if isinstance(value, str) else value
+
+
 ENV = Environment(loader=FileSystemLoader(WEB_DIR / "templates"), autoescape=True,
-                  undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                  undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                  finalize=visible)
 ENV.filters.update(json=_json, pretty=_pretty, ts=_ts, ago=_ago, kib=_bytes)
 
 

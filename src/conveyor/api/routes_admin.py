@@ -7,6 +7,7 @@ alike: list with ``type``/``queue`` filters and ``offset``/``limit`` paging (at 
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -15,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..admin import MAX_PAGE, Health, QueueInfo, Stats
 from .auth import require
 from .config import Scope
-from .errors import COMMON_RESPONSES, ApiError, _doc
+from .errors import COMMON_RESPONSES, ApiError, _doc, reject_unknown_query
 from .models import (
     Count,
     DailyPoint,
@@ -32,8 +33,9 @@ from .models import (
 )
 from .routes_jobs import api_state
 
-router = APIRouter(prefix="/api/v1", responses=COMMON_RESPONSES)
-probes = APIRouter()
+router = APIRouter(prefix="/api/v1", responses=COMMON_RESPONSES,
+                   dependencies=[Depends(reject_unknown_query)])
+probes = APIRouter(dependencies=[Depends(reject_unknown_query)])
 MAX_OFFSET = 1_000_000
 SETS = {"scheduled": "schedule", "retries": "retry", "dead": "dead"}
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
@@ -51,7 +53,7 @@ def list_queues(request: Request, _who: Any = READ) -> list[QueueInfo]:
     return api_state(request).inspector.queues()
 
 
-@router.get("/queues/{name}/jobs", response_model=list[QueuedJobView], tags=["queues"],
+@router.get("/queues/{name:path}/jobs", response_model=list[QueuedJobView], tags=["queues"],
             summary="Jobs waiting in a queue, next to run first")
 def queue_jobs(name: QueuePath, request: Request, offset: Offset = 0, limit: Limit = 50,
                _who: Any = READ) -> list[QueuedJobView]:
@@ -65,7 +67,7 @@ def _known_queue(request: Request, name: str) -> None:
         raise ApiError(404, "not_found", f"no queue named {name!r}")
 
 
-@router.post("/queues/{name}/pause", response_model=QueueInfo, tags=["queues"],
+@router.post("/queues/{name:path}/pause", response_model=QueueInfo, tags=["queues"],
              responses={404: _doc("No such queue")}, summary="Stop workers taking its jobs")
 def pause_queue(name: QueuePath, request: Request, _who: Any = ADMIN) -> QueueInfo:
     _known_queue(request, name)
@@ -73,7 +75,7 @@ def pause_queue(name: QueuePath, request: Request, _who: Any = ADMIN) -> QueueIn
     return _queue(request, name)
 
 
-@router.post("/queues/{name}/resume", response_model=QueueInfo, tags=["queues"],
+@router.post("/queues/{name:path}/resume", response_model=QueueInfo, tags=["queues"],
              responses={404: _doc("No such queue")}, summary="Let workers take its jobs again")
 def resume_queue(name: QueuePath, request: Request, _who: Any = ADMIN) -> QueueInfo:
     _known_queue(request, name)
@@ -81,7 +83,7 @@ def resume_queue(name: QueuePath, request: Request, _who: Any = ADMIN) -> QueueI
     return _queue(request, name)
 
 
-@router.post("/queues/{name}/purge", response_model=Count, tags=["queues"],
+@router.post("/queues/{name:path}/purge", response_model=Count, tags=["queues"],
              responses={404: _doc("No such queue")}, summary="Delete every waiting job")
 def purge_queue(name: QueuePath, request: Request, _who: Any = ADMIN) -> Count:
     _known_queue(request, name)
@@ -110,7 +112,7 @@ def _set_routes(path: str, set_name: str) -> None:
     def delete(body: SetAction, request: Request, _who: Any = ADMIN) -> Count:
         return Count(count=api_state(request).inspector.delete(set_name, _targets(body)))
 
-    tag = [path]
+    tag: list[str | Enum] = [path]
     router.add_api_route(f"/{path}", list_set, methods=["GET"], response_model=list[EntryView],
                          tags=tag, summary=f"List {title} (filters and paging)",
                          operation_id=f"list_{path}")

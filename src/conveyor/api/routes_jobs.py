@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+import zlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -20,15 +21,16 @@ from pydantic import BaseModel, Field
 
 from ..admin import Inspector
 from ..client import EnqueueRequest, JobStatus
-from ..errors import JobNotFound, UnknownJobType
+from ..errors import BrokerError, ConveyorError, JobNotFound, UnknownJobType
 from ..job import loads
 from ..logs import redact
 from ..retry import decompress_backtrace
 from .auth import require
 from .config import Scope
-from .errors import COMMON_RESPONSES, NOT_FOUND, ApiError, _doc
+from .errors import COMMON_RESPONSES, NOT_FOUND, ApiError, _doc, reject_unknown_query
 from .models import (
-    MAX_EPOCH_S,
+    EXCLUSIVE_PAIRS,
+    UNIQUE_FIELDS,
     BatchAccepted,
     BatchSubmit,
     JobAccepted,
@@ -39,9 +41,13 @@ from .models import (
 )
 from .state import ApiState
 
-router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=COMMON_RESPONSES)
+router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=COMMON_RESPONSES,
+                   dependencies=[Depends(reject_unknown_query)])
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description=(
     "The same key returns the same job instead of enqueueing another"))]
+READ = Depends(require(Scope.READ))
+ENQUEUE = Depends(require(Scope.ENQUEUE))
+ADMIN = Depends(require(Scope.ADMIN))
 TERMINAL = ("completed", "dead", "failed", "cancelled")
 SET_OF_STATE = {"retrying": "retry", "dead": "dead", "scheduled": "schedule"}
 IDEMPOTENCY_DOMAIN = b"conveyor-idempotency-key"
@@ -73,7 +79,8 @@ class JobDetail(BaseModel):
 
 
 def api_state(request: Request) -> ApiState:
-    return request.app.state.api  # type: ignore[no-any-return]
+    state: ApiState = request.app.state.api
+    return state
 
 
 def derive_jid(key: str) -> str:
@@ -84,15 +91,12 @@ def _fail(loc: str, field: str, reason: str, code: str = "invalid") -> ApiError:
     return ApiError(422, code, f"{field}: {reason}", [(f"{loc}.{field}", reason)])
 
 
-def _run_at(body: JobSubmit, loc: str) -> float | None:
+def _run_at(body: JobSubmit) -> float | None:
     if body.run_at is None:
         return None
     if isinstance(body.run_at, datetime):
         when = body.run_at if body.run_at.tzinfo else body.run_at.replace(tzinfo=UTC)
-        ts = when.timestamp()
-        if not 0 <= ts <= MAX_EPOCH_S:
-            raise _fail(loc, "run_at", "must be between 1970 and 3000")
-        return ts
+        return max(0.0, when.timestamp())  # a time in the past means now
     return float(body.run_at)
 
 
@@ -102,21 +106,32 @@ def to_request(st: ApiState, body: JobSubmit, loc: str, jid: str | None) -> Enqu
     if body.type not in known:
         msg = str(UnknownJobType(body.type, known))
         raise ApiError(422, "unknown_type", msg, [(f"{loc}.type", msg)])
-    if "payload" in body.model_fields_set and body.args is not None:
-        raise _fail(loc, "payload", "give payload or args, not both")
-    if body.queue and body.priority:
-        raise _fail(loc, "priority", "give queue or priority, not both")
-    if body.delay is not None and body.run_at is not None:
-        raise _fail(loc, "run_at", "give delay or run_at, not both")
+    for first, second in EXCLUSIVE_PAIRS:
+        if {first, second} <= body.model_fields_set:
+            raise _fail(loc, second, f"give {first} or {second}, not both")
     extra: dict[str, Any] = {}
-    if body.unique_key is not None:
-        if "unique_key" not in EnqueueRequest.__dataclass_fields__:
-            raise _fail(loc, "unique_key", "unique jobs are not available in this version")
-        extra["unique_key"] = body.unique_key
+    spec = st.app.registry.get(body.type)
+    declared_unique = bool(spec and spec.options.get("unique"))
+    if body.unique_key is None and not declared_unique:
+        for name in UNIQUE_FIELDS[1:]:
+            if getattr(body, name) is not None:
+                raise _fail(loc, name, "needs a unique_key (this job type declares none)")
+    for name in UNIQUE_FIELDS:
+        value = getattr(body, name)
+        if value is None:
+            continue
+        if not unique_jobs_available():
+            raise _fail(loc, name, "unique jobs are not available in this version")
+        extra[name] = value
     args = [body.payload] if "payload" in body.model_fields_set else list(body.args or [])
     return EnqueueRequest(body.type, args=args, kwargs=body.kwargs or {}, queue=body.queue,
-                          priority=body.priority, delay=body.delay, at=_run_at(body, loc),
+                          priority=body.priority, delay=body.delay, at=_run_at(body),
                           retry=body.retries, timeout=body.timeout, jid=jid, **extra)
+
+
+def unique_jobs_available() -> bool:
+    """Whether the client honours ``unique_key`` (the flow-control feature)."""
+    return "unique_key" in EnqueueRequest.__dataclass_fields__
 
 
 def _status_of(req: EnqueueRequest) -> str:
@@ -131,8 +146,9 @@ def _existing(inspector: Inspector, jid: str) -> JobStatus | None:
         return None
 
 
-def _enqueue(st: ApiState, reqs: list[EnqueueRequest]) -> list[str]:
-    """Enqueue in one round trip, each job under an enqueue span; returns the job ids."""
+def _enqueue(st: ApiState, reqs: list[EnqueueRequest]) -> list[JobAccepted]:
+    """Enqueue in one round trip, each job under an enqueue span; a unique job that was
+    already there is answered with that job and its state."""
     from .. import tracing
 
     for req in reqs:
@@ -141,9 +157,20 @@ def _enqueue(st: ApiState, reqs: list[EnqueueRequest]) -> list[str]:
         with tracing.enqueue_span(req.name, queue) as carrier:
             req.extra = {**(req.extra or {}), **carrier}
     try:
-        return [h.id for h in st.app.client.enqueue_many(reqs)]
-    except ValueError as exc:
+        handles = st.app.client.enqueue_many(reqs)
+    except BrokerError:
+        raise
+    except (ValueError, ConveyorError) as exc:  # refused by the client: bad options
         raise ApiError(422, "invalid", str(exc), [("body", str(exc))]) from None
+    out = []
+    for req, handle in zip(reqs, handles, strict=True):
+        if getattr(handle, "duplicate", False):
+            held = _existing(st.inspector, handle.id)
+            out.append(JobAccepted(job_id=handle.id, status=held.state if held else "unknown",
+                                   duplicate=True))
+        else:
+            out.append(JobAccepted(job_id=handle.id, status=_status_of(req)))
+    return out
 
 
 @router.post("/jobs", status_code=202, response_model=JobAccepted, summary="Submit a job",
@@ -151,19 +178,22 @@ def _enqueue(st: ApiState, reqs: list[EnqueueRequest]) -> list[str]:
                                                                    "submit with this key"}})
 def submit_job(body: JobSubmit, request: Request, response: Response,
                idempotency_key: IdempotencyKey = None,
-               _who: Any = Depends(require(Scope.ENQUEUE))) -> JobAccepted:
+               _who: Any = ENQUEUE) -> JobAccepted:
     st = api_state(request)
     jid = derive_jid(idempotency_key) if idempotency_key else None
     req = to_request(st, body, "body", jid)
     if jid is None:
-        return JobAccepted(job_id=_enqueue(st, [req])[0], status=_status_of(req))
-    with st.lock_for(jid):
-        earlier = _existing(st.inspector, jid)
-        if earlier is not None:
-            response.status_code = 200
-            return JobAccepted(job_id=jid, status=earlier.state, replayed=True)
-        _enqueue(st, [req])
-    return JobAccepted(job_id=jid, status=_status_of(req))
+        accepted = _enqueue(st, [req])[0]
+    else:
+        with st.lock_for(jid):
+            earlier = _existing(st.inspector, jid)
+            if earlier is not None:
+                response.status_code = 200
+                return JobAccepted(job_id=jid, status=earlier.state, replayed=True)
+            accepted = _enqueue(st, [req])[0]
+    if accepted.duplicate:
+        response.status_code = 200
+    return accepted
 
 
 @router.post("/jobs/batch", status_code=202, response_model=BatchAccepted,
@@ -171,15 +201,13 @@ def submit_job(body: JobSubmit, request: Request, response: Response,
              responses={200: {"model": BatchAccepted, "description": "Replay"}})
 def submit_batch(body: BatchSubmit, request: Request, response: Response,
                  idempotency_key: IdempotencyKey = None,
-                 _who: Any = Depends(require(Scope.ENQUEUE))) -> BatchAccepted:
+                 _who: Any = ENQUEUE) -> BatchAccepted:
     st = api_state(request)
     jids = [derive_jid(f"{idempotency_key}#{i}") if idempotency_key else None
             for i in range(len(body.jobs))]
     reqs = [to_request(st, job, f"body.jobs[{i}]", jids[i]) for i, job in enumerate(body.jobs)]
     if idempotency_key is None:
-        ids = _enqueue(st, reqs)
-        return BatchAccepted(jobs=[JobAccepted(job_id=j, status=_status_of(r))
-                                   for j, r in zip(ids, reqs, strict=True)])
+        return BatchAccepted(jobs=_enqueue(st, reqs))
     with st.lock_for(str(jids[0])):
         earlier = _existing(st.inspector, str(jids[0]))
         if earlier is not None:
@@ -188,9 +216,7 @@ def submit_batch(body: BatchSubmit, request: Request, response: Response,
             return BatchAccepted(jobs=[
                 JobAccepted(job_id=str(j), status=f.state if f else "expired", replayed=True)
                 for j, f in zip(jids, found, strict=True)])
-        _enqueue(st, reqs)
-    return BatchAccepted(jobs=[JobAccepted(job_id=str(r.jid), status=_status_of(r))
-                               for r in reqs])
+        return BatchAccepted(jobs=_enqueue(st, reqs))
 
 
 def job_detail(st: ApiState, jid: str) -> JobDetail:
@@ -228,7 +254,7 @@ def _backtrace(value: Any) -> list[str]:
     if isinstance(value, str) and value:
         try:
             return decompress_backtrace(value)
-        except (ValueError, OSError):
+        except (ValueError, zlib.error):
             return []
     return []
 
@@ -236,7 +262,7 @@ def _backtrace(value: Any) -> list[str]:
 @router.get("/jobs/{job_id}", response_model=JobDetail, responses=NOT_FOUND,
             summary="A job's state, attempts, timestamps, error, result and progress")
 def get_job(job_id: JobId, request: Request,
-            _who: Any = Depends(require(Scope.READ))) -> JobDetail:
+            _who: Any = READ) -> JobDetail:
     return job_detail(api_state(request), job_id)
 
 
@@ -244,7 +270,7 @@ def get_job(job_id: JobId, request: Request,
              responses={**NOT_FOUND, 409: _doc("The job already finished")},
              summary="Cancel a queued, scheduled or running job")
 def cancel_job(job_id: JobId, request: Request,
-               _who: Any = Depends(require(Scope.ADMIN))) -> StateChange:
+               _who: Any = ADMIN) -> StateChange:
     previous = api_state(request).inspector.cancel(job_id)
     if previous in TERMINAL:
         raise ApiError(409, "finished", f"job {job_id} already ended {previous}; nothing to "
@@ -255,7 +281,7 @@ def cancel_job(job_id: JobId, request: Request,
 @router.post("/jobs/{job_id}/retry", response_model=StateChange, responses=NOT_FOUND,
              summary="Run a job from the retry, dead or scheduled set now")
 def retry_job(job_id: JobId, request: Request,
-              _who: Any = Depends(require(Scope.ADMIN))) -> StateChange:
+              _who: Any = ADMIN) -> StateChange:
     st = api_state(request)
     before = _existing(st.inspector, job_id)
     st.inspector.retry_now(job_id)
@@ -264,7 +290,7 @@ def retry_job(job_id: JobId, request: Request,
 
 
 @router.get("/job-types", response_model=list[JobType], summary="Registered job types")
-def job_types(request: Request, _who: Any = Depends(require(Scope.READ))) -> list[JobType]:
+def job_types(request: Request, _who: Any = READ) -> list[JobType]:
     st = api_state(request)
     out = [JobType(name=s.name, queue=s.queue, retry=s.retry, timeout=s.timeout,
                    executor=s.executor_kind) for s in st.app.registry.values()]

@@ -10,6 +10,8 @@ sums over a minute are exact. A restarted API process starts with an empty histo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -44,14 +46,15 @@ class ThroughputHistory:
         with self._lock:
             samples = list(self._samples)
         points = []
-        for (t0, p0, f0), (t1, p1, f1) in zip(samples, samples[1:], strict=False):
+        for (t0, p0, f0), (t1, p1, f1) in itertools.pairwise(samples):
             dt = t1 - t0
             if dt <= 0:
                 continue
             # a counter that went down was reset (FLUSHALL, a new Redis): no negative rates
-            points.append(HistoryPoint(t=round(t1, 3),
-                                       processed_per_s=round(max(0, p1 - p0) / dt, 3),
-                                       failed_per_s=round(max(0, f1 - f0) / dt, 3)))
+            processed, failed = max(0, p1 - p0), max(0, f1 - f0)
+            points.append(HistoryPoint(t=round(t1, 3), processed=processed, failed=failed,
+                                       processed_per_s=round(processed / dt, 3),
+                                       failed_per_s=round(failed / dt, 3)))
         return History(interval_s=self.interval_s, points=points)
 
 
@@ -84,7 +87,5 @@ class ApiState:
                 await asyncio.to_thread(self.sample)
             except (redis.RedisError, BrokerError, OSError) as exc:  # Redis down: try later
                 log.debug("history sample failed: %s", exc)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.history.interval_s)
-            except TimeoutError:
-                pass

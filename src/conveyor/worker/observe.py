@@ -1,0 +1,51 @@
+"""Observers of job runs: metrics, tracing and job logs hook in here, nowhere else.
+
+An observer has ``job_started(job, spec)`` and ``job_finished(job, spec, outcome, result)``
+(``result`` is completed, retry, dead, discard or cancelled); it may also have ``bind(worker)``,
+called once when the worker is built (a metrics collector reads the worker's slots from it).
+Both calls happen in the job's own task, so an observer may set context (a trace span) in
+``job_started`` and undo it in ``job_finished``. An observer that raises is logged and
+ignored: it never changes what happens to the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+log = logging.getLogger("conveyor.worker")
+
+
+class JobObserver(Protocol):
+    def job_started(self, job: Any, spec: Any) -> None: ...
+
+    def job_finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None: ...
+
+
+class Observers:
+    """Calls each observer in turn, shielding the worker from their errors."""
+
+    def __init__(self, observers: Sequence[JobObserver], worker: Any) -> None:
+        self.observers = list(observers)
+        for o in self.observers:
+            bind = getattr(o, "bind", None)
+            if bind is not None:
+                bind(worker)
+
+    def __bool__(self) -> bool:
+        return bool(self.observers)
+
+    def started(self, job: Any, spec: Any) -> None:
+        for o in self.observers:
+            try:
+                o.job_started(job, spec)
+            except Exception:
+                log.exception("observer %r failed on job_started", o)
+
+    def finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None:
+        for o in reversed(self.observers):
+            try:
+                o.job_finished(job, spec, outcome, result)
+            except Exception:
+                log.exception("observer %r failed on job_finished", o)
