@@ -25,10 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from redis_server import RedisServer  # noqa: E402
-
 from conveyor import App, EnqueueRequest  # noqa: E402
 from conveyor.settings import Settings  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
 
 BATCH = 1000
 

@@ -19,6 +19,7 @@ import redis
 from .broker import SyncBroker
 from .client import JobStatus
 from .errors import BrokerError, JobNotFound
+from .flow.admin import FlowAdmin
 from .job import loads
 
 MAX_PAGE = 500
@@ -75,6 +76,7 @@ class ProcessInfo:
     started_at: float
     labels: list[str]
     jobs: list[dict[str, Any]]
+    executors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,12 @@ class Inspector:
         self.broker = broker
         self.r: Any = broker.redis
         self.k = broker.keys
+
+    @property
+    def flow(self) -> FlowAdmin:
+        """Rate and concurrency limits, circuit breakers, cron entries, workflows and unique
+        locks: reads and changes (``conveyor.flow.admin``)."""
+        return FlowAdmin(self.broker)
 
     # --- queues ---------------------------------------------------------------------------------
     def queue_names(self) -> list[str]:
@@ -303,7 +311,8 @@ class Inspector:
                                    int(h.get(b"busy", b"0")), float(h.get(b"beat", b"0")),
                                    h.get(b"quiet") == b"true", int(h.get(b"rss", b"0") or 0),
                                    _seconds(info.get("started_at", 0)),
-                                   list(info.get("labels", [])), jobs))
+                                   list(info.get("labels", [])), jobs,
+                                   list(info.get("executors", []))))
         return out
 
     def stats(self) -> Stats:

@@ -13,11 +13,13 @@ import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from .client import Client, EnqueueRequest, JobHandle
 from .errors import ConfigurationError, UnknownJobType
+from .flow.cron import CronEntry
+from .flow.policy import check_options as check_flow_options
 from .retry import Backoff
 from .settings import PRIORITY_QUEUES, PRIORITY_WEIGHTS, Settings
 
@@ -121,6 +123,7 @@ class App:
         self.priority_queues = dict(priority_queues or PRIORITY_QUEUES)
         self.inline = inline
         self._client: Client | None = None
+        self.cron_entries: dict[str, CronEntry] = {}  # periodic jobs (conveyor.flow.cron)
 
     # --- registration ------------------------------------------------------------------------
     def job(
@@ -135,7 +138,12 @@ class App:
         executor: str | None = None,
         **options: Any,
     ) -> Any:
-        """Register a job type; usable bare (``@app.job``) or with options."""
+        """Register a job type; usable bare (``@app.job``) or with options.
+
+        Flow options (``conveyor.flow``): ``rate_limit="10/s"`` (or RateLimit objects, or a
+        list), ``concurrency_limit=3``, ``breaker=Breaker(...)`` and ``unique=Unique(...)``;
+        they are checked here, so a mistake fails at import time rather than in a worker.
+        """
 
         def register(f: Callable[P, R]) -> JobFunction[P, R]:
             spec = JobSpec(
@@ -154,6 +162,7 @@ class App:
         return register(fn) if fn is not None else register
 
     def register(self, spec: JobSpec) -> None:
+        check_flow_options(spec.options)
         existing = self.registry.get(spec.name)
         if existing is not None and existing.fn is not spec.fn:
             raise ConfigurationError(
@@ -176,6 +185,35 @@ class App:
         for spec in self.registry.values():
             weights.setdefault(spec.queue, 1)
         return weights
+
+    # --- periodic jobs (conveyor.flow.cron; exactly once per slot, see docs/flow-control.md) ---
+    def cron(self, expr: str, job: JobFunction[Any, Any] | str, *, name: str | None = None,
+             tz: str = "UTC", **options: Any) -> CronEntry:
+        """Run ``job`` at every slot of the cron expression ``expr`` in time zone ``tz``.
+
+        Options: ``args``, ``kwargs``, ``queue``, ``catch_up`` ("one", "all", "none") and
+        ``grace_s``; ``name`` defaults to "<job type>@<expr>".
+        """
+        return self._add_cron(job, name, options, cron=expr, tz=tz)
+
+    def every(self, interval: float | timedelta, job: JobFunction[Any, Any] | str, *,
+              name: str | None = None, **options: Any) -> CronEntry:
+        """Run ``job`` every ``interval`` (seconds or a timedelta), aligned to the epoch."""
+        seconds = interval.total_seconds() if isinstance(interval, timedelta) else float(interval)
+        return self._add_cron(job, name, options, every_s=seconds)
+
+    def _add_cron(self, job: JobFunction[Any, Any] | str, name: str | None,
+                  options: dict[str, Any], **schedule: Any) -> CronEntry:
+        job_name = job.name if isinstance(job, JobFunction) else job
+        spec = self.registry.get(job_name)
+        options.setdefault("queue", spec.queue if spec else "default")
+        when = schedule.get("cron") or f"every {schedule.get('every_s'):g}s"
+        entry = CronEntry(name=name or f"{job_name}@{when}", job=job_name, **schedule, **options)
+        if entry.name in self.cron_entries:
+            raise ConfigurationError(f"cron entry {entry.name!r} is declared twice; give one "
+                                     "of them another name=")
+        self.cron_entries[entry.name] = entry
+        return entry
 
     # --- enqueueing ----------------------------------------------------------------------------
     @property

@@ -106,13 +106,25 @@ def _cell(value: Any) -> str:
 def up(
     app: Annotated[str | None, typer.Option(help="pkg.module:app with your jobs.")] = None,
     concurrency: Annotated[int, typer.Option("-c", "--concurrency")] = 10,
+    api_port: Annotated[int, typer.Option(help="Port of the API and dashboard (0: none).")]
+    = 8181,
+    insecure_local: Annotated[bool, typer.Option(
+        help="API and dashboard without a token (they listen on 127.0.0.1 only).")] = False,
 ) -> None:
-    """Run the embedded Redis, a worker and the scheduler in the foreground."""
+    """Run the embedded Redis, the API and dashboard, a worker and the scheduler."""
+    from .app import load_app
     from .embedded import resolve_redis_url
 
     url = resolve_redis_url(STATE.settings)
     err.print(f"[green]Redis[/green] {url}")
-    worker(app=app or "conveyor.demo:app", queue=None, concurrency=concurrency, strict=False)
+    app_path = app or "conveyor.demo:app"
+    if api_port:
+        from .api.cli import start_in_background
+
+        application = load_app(app_path)
+        application.settings = STATE.settings.with_(redis_url=url)
+        start_in_background(application, api_port, insecure_local)
+    worker(app=app_path, queue=None, concurrency=concurrency, strict=False)
 
 
 @cli.command()
@@ -131,16 +143,29 @@ def worker(
                                                     help="name[,weight]; repeat for more.")] = None,
     concurrency: Annotated[int, typer.Option("-c", "--concurrency")] = 10,
     strict: Annotated[bool, typer.Option(help="Strict queue order instead of weighted.")] = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus metrics on this port.")] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
+    log_format: Annotated[str, typer.Option(
+        help="text, or json (one object per line, with a line per job start and end).")]
+    = "text",
+    trace: Annotated[bool, typer.Option(help="OpenTelemetry span per job run.")] = False,
 ) -> None:
     """Run a worker until TERM/INT (TSTP quiets it, TTIN dumps stacks)."""
     from .app import load_app
+    from .logs import configure_logging
+    from .metrics import worker_observers
     from .worker import parse_queue_option, run_worker
+
+    if log_format != "text":
+        configure_logging(log_format)
+    observers = worker_observers(metrics_port, metrics_host, log_format == "json", trace)
 
     application = load_app(app)
     application.settings = STATE.settings.with_(
         redis_url=STATE.settings.redis_url or application.settings.redis_url)
     queues = [parse_queue_option(q) for q in queue] if queue else None
-    run_worker(application, queues, concurrency=concurrency, strict=strict)
+    run_worker(application, queues, concurrency=concurrency, strict=strict, observers=observers)
 
 
 @cli.command()
@@ -317,7 +342,13 @@ def _mount_optional() -> None:
     import importlib
 
     for module, attr, name in (("conveyor.pipeline.cli", "pipeline_app", "pipeline"),
-                               ("conveyor.sidecar.cli", "sidecar_app", "sidecar")):
+                               ("conveyor.sidecar.cli", "sidecar_app", "sidecar"),
+                               ("conveyor.api.cli", "api_app", "api"),
+                               ("conveyor.api.cli", "top_app", "top"),
+                               ("conveyor.flow.cli", "limits_app", "limits"),
+                               ("conveyor.flow.cli", "breakers_app", "breakers"),
+                               ("conveyor.flow.cli", "cron_app", "cron"),
+                               ("conveyor.flow.cli", "workflow_app", "workflow")):
         try:
             sub = getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError as exc:

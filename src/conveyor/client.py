@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .broker import AsyncBroker, EnqueueItem, SyncBroker
+from .broker import AsyncBroker, EnqueueItem, Pushed, SyncBroker
 from .errors import JobFailed, JobNotFound
+from .flow.unique import resolve as resolve_unique
 from .job import build_payload, check_arguments, dumps, loads, stamp_enqueued, validate_queue_name
 
 if TYPE_CHECKING:
@@ -43,6 +44,11 @@ class EnqueueRequest:
     timeout: float | None = None
     jid: str | None = None
     extra: Mapping[str, Any] | None = None
+    # unique jobs (conveyor.flow.unique): while a job holds ``unique_key``, enqueueing another
+    # with that key returns the first job's id. TTL in seconds; scope queued|running|completed.
+    unique_key: str | None = None
+    unique_ttl: float | None = None
+    unique_scope: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class JobStatus:
     worker: str = ""
     result: Any = None
     progress: Any = None
+    deferred_reason: str = ""  # why flow control last deferred it (rate limit, breaker...)
+    admitted_at: float | None = None  # when flow control let it start (jobs with limits)
 
     @classmethod
     def from_record(cls, jid: str, rec: Mapping[str, str]) -> JobStatus:
@@ -89,6 +97,8 @@ class JobStatus:
             worker=rec.get("worker", ""),
             result=loads(rec["result"]) if rec.get("result") else None,
             progress=loads(rec["progress"]) if rec.get("progress") else None,
+            deferred_reason=rec.get("deferred_reason", ""),
+            admitted_at=num("admitted_at"),
         )
 
     @property
@@ -99,10 +109,12 @@ class JobStatus:
 class JobHandle:
     """A reference to an enqueued job: its id, its status and its result."""
 
-    def __init__(self, client: Client, jid: str, inline_status: JobStatus | None = None) -> None:
+    def __init__(self, client: Client, jid: str, inline_status: JobStatus | None = None,
+                 duplicate: bool = False) -> None:
         self.client = client
         self.id = jid
         self._inline = inline_status
+        self.duplicate = duplicate  # True: a unique lock was held; ``id`` is the holder's
 
     @property
     def jid(self) -> str:
@@ -210,7 +222,13 @@ class Client:
         when = _when(req)
         if not when:
             stamp_enqueued(payload)
-        return EnqueueItem(queue, dumps(payload), payload["jid"], req.name, when)
+        item = EnqueueItem(queue, dumps(payload), payload["jid"], req.name, when)
+        unique = resolve_unique(req.name, queue, req.args, req.kwargs, spec.fn if spec else None,
+                                spec.options.get("unique") if spec else None, req.unique_key,
+                                req.unique_ttl, req.unique_scope)
+        if unique is not None:
+            item.unique_key, item.unique_ttl_s, item.unique_scope = unique
+        return item
 
     def _queue_of(self, req: EnqueueRequest, default: str) -> str:
         if req.queue and req.priority:
@@ -228,23 +246,25 @@ class Client:
         item = self.build(req)
         if self.app.inline:
             return self._run_inline(req, item)
-        self.sync.enqueue([item])
-        return JobHandle(self, item.jid)
+        return self._handles([item], self.sync.push([item]))[0]
 
     def enqueue_many(self, reqs: Sequence[EnqueueRequest]) -> list[JobHandle]:
         items = [self.build(r) for r in reqs]
         if self.app.inline:
             return [self._run_inline(r, i) for r, i in zip(reqs, items, strict=True)]
-        self.sync.enqueue(items)
-        return [JobHandle(self, it.jid) for it in items]
+        return self._handles(items, self.sync.push(items))
+
+    def _handles(self, items: Sequence[EnqueueItem], pushed: Pushed) -> list[JobHandle]:
+        """Handles in request order; a duplicate gets the id of the job holding its lock."""
+        return [JobHandle(self, pushed.duplicates[i], duplicate=True) if i in pushed.duplicates
+                else JobHandle(self, it.jid) for i, it in enumerate(items)]
 
     async def aenqueue(self, req: EnqueueRequest) -> JobHandle:
         item = self.build(req)
         if self.app.inline:
             return await asyncio.to_thread(self._run_inline, req, item)
         broker = await self.async_broker()
-        await broker.enqueue([item])
-        return JobHandle(self, item.jid)
+        return self._handles([item], await broker.push([item]))[0]
 
     async def aenqueue_many(self, reqs: Sequence[EnqueueRequest]) -> list[JobHandle]:
         items = [self.build(r) for r in reqs]
@@ -252,8 +272,7 @@ class Client:
             return [await asyncio.to_thread(self._run_inline, r, i)
                     for r, i in zip(reqs, items, strict=True)]
         broker = await self.async_broker()
-        await broker.enqueue(items)
-        return [JobHandle(self, it.jid) for it in items]
+        return self._handles(items, await broker.push(items))
 
     def _run_inline(self, req: EnqueueRequest, item: EnqueueItem) -> JobHandle:
         from .testing import run_inline

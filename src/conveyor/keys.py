@@ -128,3 +128,51 @@ class Keys:
 
     def scheduler_lock(self) -> str:
         return self.own("scheduler-lock")
+
+    # --- flow control, unique jobs, cron and workflows (conveyor.flow) -------------------------
+    # Lua derives a few companion keys from these by a suffix (``<rate key>:cursor``,
+    # ``<breaker key>:probes`` / ``:window`` / ``:events``); docs/flow-control.md lists them.
+    def rate(self, key: str) -> str:
+        """ZSET (sliding window) or HASH (token bucket) of one rate limit key."""
+        return self.own(f"rate:{key}")
+
+    def concurrency(self, key: str) -> str:
+        """ZSET of the holders ("<worker id>|<token>") of one concurrency limit key."""
+        return self.own(f"concurrency:{key}")
+
+    def breaker(self, name: str) -> str:
+        """HASH state of one circuit breaker (state, failures, open_until...)."""
+        return self.own(f"breaker:{name}")
+
+    @property
+    def breakers(self) -> str:
+        """SET of circuit breaker names that have recorded a call."""
+        return self.own("breakers")
+
+    @property
+    def flow_policies(self) -> str:
+        """HASH job type -> JSON flow policy set at run time (overrides the declared one)."""
+        return self.own("flow:policies")
+
+    @property
+    def flow_declared(self) -> str:
+        """HASH job type -> JSON flow policy declared in code, published by workers."""
+        return self.own("flow:declared")
+
+    def unique(self, key: str) -> str:
+        """STRING jid of the job holding a unique lock, with a TTL."""
+        return self.own(f"unique:{key}")
+
+    @property
+    def cron_entries(self) -> str:
+        """HASH entry name -> JSON definition of a periodic job."""
+        return self.own("cron:entries")
+
+    @property
+    def cron_last(self) -> str:
+        """HASH entry name -> the last slot fired (ms since the epoch)."""
+        return self.own("cron:last")
+
+    def workflow(self, wfid: str) -> str:
+        """HASH of a workflow: its nodes, their states and outcomes."""
+        return self.own(f"wf:{wfid}")

@@ -153,3 +153,18 @@ def test_module_registers_its_kind():
     create_executor("asyncio", {}, 1)  # loads the optional executors
     assert EXECUTOR_KINDS["process"].__name__ == "ProcessExecutor"
     assert Path(__file__).parent.joinpath("jobs.py").exists()
+
+
+async def test_a_caller_that_gives_up_has_the_process_killed_and_replaced(make_executor,
+                                                                         tmp_path):
+    ex = await make_executor("process", jobs.FUNCTIONS, 1)
+    marker = tmp_path / "started"
+    running = asyncio.ensure_future(ex.run(Task("Sleeper", [30, str(marker)])))
+    await until(marker.exists)
+    victim = int(marker.read_text())
+    running.cancel()  # what the worker's shutdown does to a job past its grace period
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await until(lambda: not pid_alive(victim), what="the abandoned process to be killed")
+    outcome = await ex.run(Task("Pid"))
+    assert outcome.ok and outcome.value != victim

@@ -1,5 +1,5 @@
 """The broker: Redis keys (``conveyor.keys``), Lua scripts and the sync and async clients."""
 
-from .redis import AsyncBroker, EnqueueItem, Failure, Fetched, SyncBroker
+from .redis import AsyncBroker, EnqueueItem, Failure, Fetched, Pushed, SyncBroker
 
-__all__ = ["AsyncBroker", "EnqueueItem", "Failure", "Fetched", "SyncBroker"]
+__all__ = ["AsyncBroker", "EnqueueItem", "Failure", "Fetched", "Pushed", "SyncBroker"]

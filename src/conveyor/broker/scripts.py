@@ -1,8 +1,10 @@
 """Lua scripts: loaded from the ``.lua`` files beside this module, each with a contract header.
 
 Scripts that push an existing job back into a queue are prefixed with ``_stamp.lua`` (a shared
-helper that refreshes ``enqueued_at`` without touching any other byte). redis-py's ``Script``
-runs them with EVALSHA and reloads once on NOSCRIPT (for example after a Redis restart).
+helper that refreshes ``enqueued_at`` without touching any other byte). Scripts where a job starts
+or ends are also prefixed with ``_flow.lua`` (unique locks and workflow steps, kept atomic with
+the job's move). redis-py's ``Script`` runs them with EVALSHA and reloads once on NOSCRIPT (for
+example after a Redis restart).
 """
 
 from __future__ import annotations
@@ -22,8 +24,15 @@ SCRIPT_NAMES = (
     "bury",
     "requeue",
     "cancel",
+    "hand_back",
+    # flow control, cron and workflows (conveyor.flow)
+    "admit",
+    "breaker_record",
+    "cron_fire",
+    "workflow_start",
 )
-_STAMPED = frozenset({"promote", "recover", "requeue"})
+_STAMPED = frozenset({"enqueue", "promote", "recover", "requeue", "cron_fire"})
+_FLOW = frozenset({"ack", "fail", "fetch", "promote", "bury", "workflow_start"})
 
 
 @cache
@@ -33,6 +42,8 @@ def source(name: str) -> str:
         raise KeyError(f"no Lua script named {name!r}")
     folder = resources.files(__package__).joinpath("scripts")
     text = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-    if name in _STAMPED:
+    if name in _FLOW:
+        text = folder.joinpath("_flow.lua").read_text(encoding="utf-8") + "\n" + text
+    if name in _STAMPED or name in _FLOW:
         text = folder.joinpath("_stamp.lua").read_text(encoding="utf-8") + "\n" + text
     return text

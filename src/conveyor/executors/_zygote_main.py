@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import os
 import selectors
@@ -38,11 +39,22 @@ CTL_MESSAGE_MAX_BYTES = 64 * 1024
 CHILD_CRASH_EXIT_CODE = 70  # EX_SOFTWARE: the child's own machinery failed
 
 
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once in the zygote so that its children inherit it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
 def die_with_parent(expected_parent: int) -> None:
     """Ask Linux to SIGKILL this process when its parent dies (no orphaned children)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != expected_parent:  # the parent died before prctl took effect
         os._exit(0)
 
@@ -109,7 +121,10 @@ class _ZygoteLoop:
             self._kill_all()
 
     def _on_request(self) -> bool:
-        data, fds, _flags, _addr = socket.recv_fds(self.ctl, CTL_MESSAGE_MAX_BYTES, 4)
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.ctl, CTL_MESSAGE_MAX_BYTES, 4)
+        except ConnectionResetError:  # the worker closed its end with our reports unread
+            return False
         if not data:
             return False
         request = loads(data)

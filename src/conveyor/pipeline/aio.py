@@ -28,6 +28,8 @@ PAUSE_POLL_S = 0.05  # how often a paused async producer looks at the pause swit
 class AsyncDriver(Driver):
     """Runs a stage as coroutines on the run's loop."""
 
+    tasks: list[asyncio.Task[None]] = []
+
     def start(self) -> None:
         self._call: AsyncCall = self.spec.stage.async_call()
         self._gate = self.run.context_gate_async(self.spec)

@@ -31,7 +31,8 @@ class Shape:
     is_generator: bool
     wants_emit: bool
     wants_state: bool
-    positional: int  # how many positional parameters it takes besides emit/state
+    positional: int  # required positional parameters besides emit/state
+    takes_one: bool  # can be called with exactly one positional argument
 
 
 def shape_of(fn: Callable[..., Any], stage: str) -> Shape:
@@ -41,13 +42,13 @@ def shape_of(fn: Callable[..., Any], stage: str) -> Shape:
         raise PipelineDefinitionError(
             f"stage {stage!r}: cannot read the signature of {fn!r}"
         ) from exc
-    positional = [
+    plain = [
         p
         for name, p in params.items()
-        if name not in ("emit", "state")
-        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        and p.default is p.empty
+        if name not in ("emit", "state") and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
+    required = [p for p in plain if p.default is p.empty]
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in params.values())
     raw = inspect.unwrap(fn)
     call = getattr(raw, "__call__", None)  # noqa: B004 - instances with async __call__
     is_async = (
@@ -60,7 +61,8 @@ def shape_of(fn: Callable[..., Any], stage: str) -> Shape:
         is_generator=inspect.isgeneratorfunction(raw) or inspect.isasyncgenfunction(raw),
         wants_emit="emit" in params,
         wants_state="state" in params,
-        positional=len(positional),
+        positional=len(required),
+        takes_one=len(required) <= 1 and (len(plain) >= 1 or varargs),
     )
 
 
@@ -99,7 +101,17 @@ def sync_item_call(fn: Callable[..., Any], shape: Shape, emits: bool) -> SyncCal
 
 
 def async_item_call(fn: Callable[..., Any], shape: Shape, emits: bool) -> AsyncCall:
-    """``await call(item, emit, state)`` for an async processor or consumer."""
+    """``await call(item, emit, state)`` for an async processor or consumer.
+
+    A plain function is called directly on the loop (it must not block).
+    """
+    if not shape.is_async:
+        sync = sync_item_call(fn, shape, emits)
+
+        async def plain(item: Any, emit: Any, state: Any) -> None:
+            sync(item, emit, state)
+
+        return plain
 
     async def call(item: Any, emit: Any, state: Any) -> None:
         kw = _kwargs(shape, emit, state)

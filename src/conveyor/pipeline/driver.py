@@ -30,6 +30,8 @@ DeadLetter = Target | Callable[[Any, BaseException], Any] | None
 class Driver:
     """Runs one stage. Subclasses start workers and call :meth:`worker_exited` as each ends."""
 
+    uses_pool = False  # True when its work runs in an executor that the run stops first
+
     def __init__(
         self,
         run: Run,
@@ -47,6 +49,7 @@ class Driver:
         self.workers = [WorkerStats() for _ in range(self.worker_count())]
         self.done: asyncio.Future[None] = run.loop.create_future()
         self.finished = False
+        self.started = False
         self._alive = len(self.workers)
         self._all_ok = True
         self._exit_lock = threading.Lock()
@@ -120,7 +123,10 @@ class Driver:
         for hook in self.spec.after:
             hook()
         self.outputs.close()
-        if isinstance(self.dead_letter, Channel) and self.dead_letter not in self.outputs.named.values():
+        if (
+            isinstance(self.dead_letter, Channel)
+            and self.dead_letter not in self.outputs.named.values()
+        ):
             self.dead_letter.close()
 
     def mark_done(self) -> None:

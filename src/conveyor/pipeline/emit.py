@@ -197,4 +197,3 @@ class _Flush:
 
     def __await__(self) -> Any:
         return self._emitter.flush().__await__()
-

@@ -36,6 +36,7 @@ STAGE_OPTIONS = frozenset(
         "restart_window_s",
         "timeout",
         "context",
+        "max_in_flight",
         *STRATEGIES,
     }
 )
@@ -83,6 +84,7 @@ class StageSpec:
     max_restarts: int = 0
     restart_window_s: float = 0.0
     timeout: float | None = None
+    max_in_flight: int = 0  # distributed stages: jobs queued or running at once (0: default)
     scope: str = ""  # dotted prefix of the nested pipeline it was declared in
 
     @property
@@ -96,6 +98,16 @@ class StageSpec:
     @property
     def workers(self) -> int:
         return 1 if self.stage.single_worker else self.strategy.size
+
+
+def job_function(stage: str, fn: Any) -> Any:
+    """Check that ``fn`` is a job registered with ``@app.job`` (it carries its app)."""
+    if not (hasattr(fn, "aenqueue") and hasattr(fn, "spec") and hasattr(fn, "app")):
+        raise PipelineDefinitionError(
+            f"stage {stage!r} is distributed='queue', so its function must be a job registered "
+            f"with @app.job (workers find it by its job type); got {fn!r}"
+        )
+    return fn
 
 
 def make_spec(stage: Stage, options: dict[str, Any]) -> StageSpec:
@@ -140,13 +152,14 @@ def make_spec(stage: Stage, options: dict[str, Any]) -> StageSpec:
         max_restarts=int(options.get("max_restarts", d.max_restarts)),
         restart_window_s=float(options.get("restart_window_s", d.restart_window_s)),
         timeout=options.get("timeout"),
+        max_in_flight=int(options.get("max_in_flight", 0)),
     )
     _check(spec)
     return spec
 
 
 def _check(spec: StageSpec) -> None:
-    name, kind = spec.name, spec.kind
+    name = spec.name
     if spec.queue_size is not None and (
         not isinstance(spec.queue_size, int) or spec.queue_size < 1
     ):
@@ -162,34 +175,48 @@ def _check(spec: StageSpec) -> None:
         raise PipelineDefinitionError(
             f"stage {name!r}: reorder_window and chunk_size must be at least 1"
         )
-    if kind == "producer":
-        if spec.from_ or spec.queue_size is not None:
-            raise PipelineDefinitionError(
-                f"producer {name!r} has no input: from_= and queue_size= do not apply"
-            )
-        if spec.strategy.kind not in ("inline", "asyncio"):
-            raise PipelineDefinitionError(
-                f"producer {name!r} runs once, in-process: give it no strategy "
-                f"(or asyncio for an async generator), not {spec.strategy.label}"
-            )
-    if kind == "consumer" and spec.to:
+    if spec.kind == "producer" and (spec.from_ or spec.queue_size is not None):
+        raise PipelineDefinitionError(
+            f"producer {name!r} has no input: from_= and queue_size= do not apply"
+        )
+    if spec.kind == "consumer" and spec.to:
         raise PipelineDefinitionError(f"consumer {name!r} sends nothing on, so to= cannot apply")
-    if spec.stage.single_worker and spec.strategy.size > 1:
-        raise PipelineDefinitionError(
-            f"stage {name!r} runs a single worker; it cannot take {spec.strategy.label}"
-        )
-    if spec.stage.is_async and spec.strategy.kind not in ("asyncio",) and not spec.strategy.context:
-        raise PipelineDefinitionError(
-            f"stage {name!r} is async: give it asyncio=N, not {spec.strategy.label}"
-        )
-    out_of_process = spec.strategy.kind in OUT_OF_PROCESS or spec.strategy.kind == "distributed"
-    if out_of_process and spec.stage.function() is None and not spec.stage.single_worker:
-        # custom Stage subclasses carry state on the instance, which a child process cannot share
-        raise PipelineDefinitionError(
-            f"stage {name!r} is a custom Stage class; only function stages can run in "
-            f"{spec.strategy.kind} (their items travel as JSON)"
-        )
-    if out_of_process and (spec.stage.single_worker or kind == "producer"):
-        raise PipelineDefinitionError(
-            f"stage {name!r} ({type(spec.stage).__name__}) cannot run in {spec.strategy.kind}"
-        )
+    _check_strategy(spec)
+
+
+def _out_of_process_problem(spec: StageSpec) -> str | None:
+    if spec.stage.single_worker or spec.kind == "producer":
+        return f"a {type(spec.stage).__name__} stage runs in this process only"
+    if spec.stage.function() is None:
+        # a custom Stage keeps state on its instance, which a child process cannot share
+        return "only function stages can run out of process (items travel as JSON)"
+    if spec.strategy.kind == "distributed":
+        job_function(spec.name, spec.stage.function())
+    return None
+
+
+def _check_strategy(spec: StageSpec) -> None:
+    name, kind, strategy = spec.name, spec.kind, spec.strategy
+    if spec.stage.is_async and strategy.kind == "inline" and not strategy.context:
+        spec.strategy = strategy = Strategy("asyncio", 1)  # async, no strategy: one coroutine
+    problem = None
+    if kind == "producer" and strategy.kind not in ("inline", "asyncio"):
+        problem = "a producer runs once, in-process: give it no strategy (or asyncio=1)"
+    elif spec.stage.single_worker and strategy.size > 1:
+        problem = "it runs a single worker"
+    elif spec.stage.is_async and strategy.kind not in ("asyncio", "inline"):
+        problem = "it is async: give it asyncio=N"
+    elif kind == "producer" and strategy.kind == "asyncio" and not spec.stage.is_async:
+        problem = "a plain function producer cannot take asyncio=; make it an async generator"
+    elif (
+        spec.timeout is not None
+        and strategy.kind in ("inline", "threads")
+        and not (strategy.context)
+    ):
+        problem = "timeout= needs asyncio, processes or forks (a thread cannot be interrupted)"
+    elif strategy.kind in OUT_OF_PROCESS or strategy.kind == "distributed":
+        problem = _out_of_process_problem(spec)
+    if spec.max_in_flight and strategy.kind != "distributed":
+        problem = "max_in_flight= applies to distributed='queue' stages only"
+    if problem:
+        raise PipelineDefinitionError(f"stage {name!r} cannot take {strategy.label}: {problem}")

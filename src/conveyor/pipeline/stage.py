@@ -75,7 +75,7 @@ class FunctionStage(Stage):
         self.kind = kind  # type: ignore[misc]
         self.shape: Shape = shape_of(fn, self.name)
         self.is_async = self.shape.is_async  # type: ignore[misc]
-        if self.shape.positional != 1:
+        if not self.shape.takes_one:
             raise PipelineDefinitionError(
                 f"{kind} {self.name!r} must take the item as its one positional parameter "
                 f"(plus optional emit= and state=); {fn!r} takes {self.shape.positional}"

@@ -164,7 +164,9 @@ def summarise(
         latency.merge(w.latency)
     counted = s.items_out if kind == "producer" else s.items_in
     s.throughput_per_s = counted / elapsed_s if elapsed_s > 0 else 0.0
-    s.busy_ratio = min(1.0, busy / (elapsed_s * max(1, len(workers)))) if elapsed_s > 0 else 0.0
+    working = max(0.0, busy - s.blocked_s)  # waiting on a full downstream queue is not work
+    capacity = elapsed_s * max(1, len(workers))
+    s.busy_ratio = min(1.0, working / capacity) if elapsed_s > 0 else 0.0
     for p, attr in ((50, "latency_p50_ms"), (95, "latency_p95_ms"), (99, "latency_p99_ms")):
         value = latency.percentile(p)
         setattr(s, attr, None if value is None else round(value * 1000, 4))

@@ -51,6 +51,8 @@ class ThreadDriver(Driver):
         for t in self.threads:
             t.start()
 
+    _reorder: Reorderer | None = None
+
     def abort(self) -> None:
         if self._reorder is not None:
             self._reorder.abort()
@@ -179,7 +181,12 @@ class ThreadDriver(Driver):
             ws.current = 0
 
     def _failed(
-        self, item: Any, error: Exception, emit: Emitter | BufferEmitter, state: Any, ws: WorkerStats
+        self,
+        item: Any,
+        error: Exception,
+        emit: Emitter | BufferEmitter,
+        state: Any,
+        ws: WorkerStats,
     ) -> None:
         """Apply the stage's error policy to a failed item; raises to fail the run."""
         attempt = 1

@@ -28,16 +28,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..activejob import Call, job_type, resolve
 from ..app import App, JobSpec
 from ..broker import AsyncBroker, Failure, Fetched, SyncBroker
 from ..context import JobContext
 from ..deadletter import dead_entry
 from ..errors import BrokerError, Cancelled, MalformedJob, Retry, UnknownJobType
 from ..executors import Executor, Outcome, Task, create_executor
+from ..flow.keytemplate import KeyTemplateError
+from ..interop import UnknownClassPolicy
 from ..job import Job, dumps, now_s, parse_job
 from ..retry import decide, scrub_message
 from ..settings import DEFAULT_CONCURRENCY, MAX_RESULT_BYTES
+from .duty import Duty
 from .heartbeat import BeatCallbacks, Counters, Heartbeat
+from .observe import JobObserver, Observers
 from .recoverer import Recoverer
 from .scheduler import Scheduler
 
@@ -78,7 +83,8 @@ class Worker:
     def __init__(self, app: App, queues: Sequence[QueueSpec] | None = None, *,
                  concurrency: int = DEFAULT_CONCURRENCY, strict: bool = False,
                  redis_url: str | None = None, executor_options: dict[str, Any] | None = None,
-                 run_scheduler: bool = True, tag: str = "") -> None:
+                 run_scheduler: bool = True, tag: str = "",
+                 observers: Sequence[JobObserver] = ()) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.app = app
@@ -92,6 +98,7 @@ class Worker:
         self.executor_options = executor_options or {}
         self.run_scheduler = run_scheduler
         self.identity = make_identity()
+        self.unknown = UnknownClassPolicy(self.settings.unknown_classes)
         self.tag = tag
         self.counters = Counters()
         self.running: dict[str, tuple[Job, asyncio.Task[None]]] = {}  # token -> job
@@ -109,15 +116,16 @@ class Worker:
         self._ack_task: asyncio.Task[None] | None = None
         self._fenced = False
         self._background: set[asyncio.Task[Any]] = set()
+        self.observers = Observers(observers, self)  # metrics, tracing, job logs
 
     # --- queue order ---------------------------------------------------------------------------
     def queue_order(self) -> list[str]:
         """Strict: as declared. Weighted: a weighted shuffle on every fetch, like Sidekiq."""
         if self.strict or len(self.queue_names) == 1:
-            return self.queue_names
+            return self.unknown.available(self.queue_names)
         expanded = [q.name for q in self.queues for _ in range(q.weight)]
         random.shuffle(expanded)
-        return list(dict.fromkeys(expanded))
+        return self.unknown.available(list(dict.fromkeys(expanded)))
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -130,15 +138,16 @@ class Worker:
         self.broker = AsyncBroker(url, self.settings, max_connections=len(self.queue_names) + 16)
         self.sync_broker = SyncBroker(url, self.settings)
         self.loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.unknown.check_start, self.sync_broker, self.queue_names)
         await asyncio.to_thread(self.sync_broker.register, self.identity, dumps(self.info()))
         self.heartbeat = Heartbeat(self.sync_broker, self.identity, self.info(), self.counters,
                                    self._beat_callbacks(), self.settings.heartbeat_interval_s)
         self.heartbeat.start()
         await self._start_executors()
-        duties: list[Recoverer | Scheduler] = [
-            Recoverer(self.broker, self.settings.recoverer_interval_s)]
+        duties: list[Duty] = [Recoverer(self.broker, self.settings.recoverer_interval_s)]
         if self.run_scheduler:
             duties.append(Scheduler(self.broker, self.settings.scheduler_interval_s))
+        duties += await self._start_flow()
         self.duties = duties
         tasks = [asyncio.create_task(d.run(), name=d.name) for d in duties]
         waiters = [asyncio.create_task(self._waiter(q)) for q in self.queue_names]
@@ -153,6 +162,20 @@ class Worker:
             await self._shutdown(duties, tasks, waiters)
             if stopper is not None:
                 stopper.cancel()
+
+    async def _start_flow(self) -> list[Duty]:
+        """Flow control (conveyor.flow): the admission gate with its policy refresher, and the
+        cron duty beside the scheduler. (Imported here: the flow duties import worker.duty.)"""
+        from ..flow.cronduty import duty_for
+        from ..flow.gate import Gate
+        from ..flow.refresher import PolicyRefresher
+
+        self.gate = Gate(self.broker, self.app, self.identity)
+        await self.gate.start()
+        duties: list[Duty] = [PolicyRefresher(self.gate)]
+        if self.run_scheduler:
+            duties.append(duty_for(self.app, self.broker, self.settings.scheduler_interval_s))
+        return duties
 
     def request_stop(self) -> None:
         """Stop fetching and shut down gracefully (what TERM and INT do)."""
@@ -250,11 +273,15 @@ class Worker:
         """While the worker is idle, block on ``queue`` and wake the fetch loop when a job comes."""
         while not self._stop.is_set():
             await self._idle.wait()
+            if self.unknown.held(queue):  # a job was just handed back: let Sidekiq take it
+                await self._wait(self._stop, self.unknown.pause_s)
+                continue
             try:
                 if await self.broker.redis.sismember(self.broker.keys.paused, queue):
                     await self._wait(self._stop, self.settings.idle_block_s)
                     continue
                 if await self.broker.claim(self.identity, queue, self.settings.idle_block_s):
+                    self._idle.clear()  # block again only after the fetch loop has taken it
                     self._work.set()
             except BrokerError as exc:
                 log.warning("waiting on queue %s failed: %s", queue, exc)
@@ -268,15 +295,15 @@ class Worker:
     def _start(self, f: Fetched) -> None:
         try:
             job = parse_job(f.raw, f.queue, f.token)
+            call = resolve(self.app, job)  # ActiveJob envelopes dispatch on their job_class
         except MalformedJob as exc:
             self._spawn(self._bury(f, "MalformedJob", str(exc)))
             return
-        spec = self.app.registry.get(job.name)
-        if spec is None:
-            err = UnknownJobType(job.name, self.app.registry)
-            self._spawn(self._bury(f, "UnknownJobType", str(err)))
+        if call is None:
+            self.unknown.hold(f.queue)  # now, before any waiter blocks on the queue again
+            self._spawn(self._unknown(f, job_type(job.data)))
             return
-        task = asyncio.create_task(self._execute(job, spec))
+        task = asyncio.create_task(self._admit_and_execute(job, call))
         self.running[job.token] = (job, task)
 
     def _spawn(self, coro: Any) -> None:
@@ -293,22 +320,59 @@ class Worker:
         await self._record_failure(failure)
         self.counters.add(1, 1)
 
-    async def _execute(self, job: Job, spec: JobSpec) -> None:
+    async def _unknown(self, f: Fetched, name: str) -> None:
+        """No handler for this class: dead set, or back to Sidekiq (see ``interop.py``)."""
+        if await asyncio.to_thread(self.unknown.should_hand_back, self.sync_broker, f.queue):
+            if await self.broker.hand_back(self.identity, f.token, f.queue):
+                log.info("handed a %s job back to queue %s (no handler here)", name, f.queue)
+            return
+        self.unknown.release(f.queue)
+        await self._bury(f, "UnknownJobType", str(UnknownJobType(name, self.app.registry)))
+
+    async def _admit_and_execute(self, job: Job, call: Call) -> None:
+        """Flow control (conveyor.flow.gate): run the job now, or hold it briefly, or defer it
+        to the schedule (not a failure, not a retry); afterwards give back its limit slots."""
+        spec = call.spec
+        policy = self.gate.policy(spec.name)  # an ActiveJob's policy is its job_class's
+        if policy is None:
+            await self._execute(job, call)
+            return
+        ticket = None
+        try:
+            ticket = await self.gate.admit(job, spec, policy, self._stop.is_set, call.args,
+                                           call.kwargs)
+        except KeyTemplateError as exc:
+            await self._fail(job, spec, Outcome.failure(exc))
+        if ticket is None:
+            self.running.pop(job.token, None)
+            self._slot_free.set()
+            return
+        outcome = await self._execute(job, call)
+        await self.gate.settle(ticket, outcome)
+
+    async def _execute(self, job: Job, call: Call) -> Outcome:
+        spec = call.spec
         ctx = JobContext(job.jid, job.name, job.queue, job.attempt, job.data,
                          _report=self._report)
         self.contexts[job.jid] = ctx
         timeout = job.data.get("timeout") or spec.timeout
-        task = Task(job.name, job.args, job.kwargs, timeout, key=job.jid, context=ctx)
+        task = Task(spec.name, call.args, call.kwargs, timeout, key=job.jid, context=ctx)
+        self.observers.started(job, spec)
+        outcome: Outcome | None = None
+        result = "completed"
         try:
             outcome = await self.executors[spec.executor_kind].run(task)
             if outcome.ok:
                 self._ack(job, outcome)
             else:
-                await self._fail(job, spec, outcome)
+                result = await self._fail(job, spec, outcome)
+            return outcome
         finally:
             self.running.pop(job.token, None)
             self.contexts.pop(job.jid, None)
             self._slot_free.set()
+            if outcome is not None:
+                self.observers.finished(job, spec, outcome, result)
 
     def _ack(self, job: Job, outcome: Outcome) -> None:
         result = b""
@@ -345,7 +409,9 @@ class Worker:
                 log.warning("%d ack(s) refused: those jobs were recovered by another worker",
                             len(refused))
 
-    async def _fail(self, job: Job, spec: JobSpec, outcome: Outcome) -> None:
+    async def _fail(self, job: Job, spec: JobSpec, outcome: Outcome) -> str:
+        """Record a failed run; returns what became of the job (retry, dead, discard,
+        cancelled)."""
         self.failed += 1
         self.counters.add(1, 1)
         error = outcome.error
@@ -353,7 +419,7 @@ class Worker:
             failure = Failure(job.token, job.jid, "cancelled", b"", 0.0, "Cancelled",
                               "cancelled while running")
             await self._record_failure(failure)
-            return
+            return "cancelled"
         explicit = error.delay if isinstance(error, Retry) else None
         retry_override = spec.retry if job.data.get("retry") is None else None
         decision = decide(job.raw, job.queue, outcome.error_class, outcome.message,
@@ -365,6 +431,7 @@ class Worker:
         await self._record_failure(Failure(job.token, job.jid, decision.mode, decision.raw,
                                            decision.delay_s, outcome.error_class,
                                            scrub_message(outcome.message)))
+        return decision.mode
 
     async def _record_failure(self, failure: Failure) -> None:
         while True:

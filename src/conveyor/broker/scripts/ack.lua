@@ -6,6 +6,7 @@
 -- ARGV[3]  job count n
 -- ARGV[4 + 3*i .. 6 + 3*i]  for job i: token, jid ("" if unknown), result JSON ("" for none)
 -- Returns: array of the tokens that were refused (recovered by another worker meanwhile)
+-- (Prefixed with _stamp.lua and _flow.lua: releases unique locks and moves workflows on.)
 
 local sprefix, ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
@@ -23,6 +24,7 @@ for i = 0, n - 1 do
       redis.call('HSET', skey, 'state', 'completed', 'finished_at', now_s)
     end
     redis.call('EXPIRE', skey, ttl)
+    flow_event(skey, jid, 'completed', now_s, result)
   end
 end
 return refused

@@ -12,6 +12,7 @@
 -- ARGV[8]  dead max jobs  count kept
 -- ARGV[9]  dead timeout   seconds
 -- Returns: 1 buried; 0 the entry was gone (another worker buried it)
+-- (Prefixed with _stamp.lua and _flow.lua: releases unique locks and moves workflows on.)
 
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return 0
@@ -27,5 +28,6 @@ if ARGV[3] ~= '' then
   redis.call('HSET', skey, 'state', 'dead', 'finished_at', now_s,
     'error_class', ARGV[6], 'error_message', ARGV[7])
   redis.call('EXPIRE', skey, tonumber(ARGV[5]))
+  flow_event(skey, ARGV[3], 'dead', now_s, '', ARGV[6], ARGV[7])
 end
 return 1

@@ -6,6 +6,8 @@
 -- ARGV[1]  status ttl     seconds
 -- Returns: the state before ("" when unknown); the job is cancelled unless that state was
 --          completed, dead, failed or cancelled
+-- A unique lock held by the job is released at once, whatever its scope. (A workflow step
+-- ends when the cancelled job is dropped by fetch or promote, or stopped while running.)
 
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
@@ -17,4 +19,12 @@ end
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'cancelled_at', string.format('%d.%06d', t[1], t[2]))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+local lock = redis.call('HGET', KEYS[1], 'unique_key')
+if lock then
+  local owner = redis.call('GET', lock)
+  -- the lock is this job's when the status key ends with ":<its jid>"
+  if owner and string.sub(KEYS[1], -(#owner + 1)) == ':' .. owner then
+    redis.call('DEL', lock)
+  end
+end
 return state

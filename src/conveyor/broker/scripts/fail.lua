@@ -16,6 +16,7 @@
 -- ARGV[10] dead max jobs  count kept in the dead set
 -- ARGV[11] dead timeout   seconds an entry stays in the dead set
 -- Returns: 1 done, 0 refused (stale token)
+-- (Prefixed with _stamp.lua and _flow.lua: releases unique locks and moves workflows on.)
 
 local token, jid, mode = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('HDEL', KEYS[1], token) == 0 then
@@ -44,5 +45,6 @@ if jid ~= '' then
     redis.call('HSET', skey, 'retry_at', string.format('%.6f', now + tonumber(ARGV[5])))
   end
   redis.call('EXPIRE', skey, tonumber(ARGV[7]))
+  flow_event(skey, jid, state, now_s, '', ARGV[8], ARGV[9])
 end
 return 1

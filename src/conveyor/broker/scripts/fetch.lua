@@ -17,6 +17,8 @@
 --
 -- A job whose status says "cancelled" is dropped here instead of being handed out.
 -- Jobs are taken from the claim lists first, then from the queues in the given order.
+-- (Prefixed with _stamp.lua and _flow.lua: a started job releases a unique lock held while
+-- queued; a dropped cancelled job ends its workflow step.)
 
 local wid, want, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local sprefix, ttl = ARGV[4], tonumber(ARGV[5])
@@ -42,6 +44,7 @@ local function take(queue, raw)
     local skey = sprefix .. jid
     if redis.call('HGET', skey, 'state') == 'cancelled' then
       redis.call('HSET', skey, 'finished_at', now_s)
+      flow_event(skey, jid, 'cancelled', now_s)
       return
     end
     local cls = (ok and type(job['class']) == 'string') and job['class'] or ''
@@ -49,6 +52,7 @@ local function take(queue, raw)
       'queue', queue, 'class', cls)
     redis.call('HINCRBY', skey, 'attempts', 1)
     redis.call('EXPIRE', skey, ttl)
+    flow_event(skey, jid, 'started', now_s)
   end
   local token = redis.call('INCR', KEYS[3])
   redis.call('HSET', KEYS[2], token, queue .. '\n' .. raw)

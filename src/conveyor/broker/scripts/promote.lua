@@ -1,5 +1,6 @@
 -- promote.lua: move due jobs from a sorted set (schedule or retry) to their queues, each exactly
--- once however many schedulers run, with a fresh enqueued_at. (Prefixed with _stamp.lua.)
+-- once however many schedulers run, with a fresh enqueued_at. (Prefixed with _stamp.lua and
+-- _flow.lua: a dropped cancelled job ends its workflow step.)
 --
 -- KEYS[1]  source         ZSET raw -> due time, epoch seconds (schedule or retry)
 -- KEYS[2]  queues         SET of queue names
@@ -29,6 +30,7 @@ for i, raw in ipairs(due) do
       local skey = ARGV[2] .. jid
       if redis.call('HGET', skey, 'state') == 'cancelled' then
         skip = true
+        flow_event(skey, jid, 'cancelled', now_s)
       elseif redis.call('EXISTS', skey) == 1 then
         redis.call('HSET', skey, 'state', 'enqueued', 'enqueued_at', now_s, 'queue', queue)
         redis.call('EXPIRE', skey, tonumber(ARGV[4]))

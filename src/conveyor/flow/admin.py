@@ -1,0 +1,196 @@
+"""Flow control in the admin facade: ``Inspector(...).flow`` is a :class:`FlowAdmin`.
+
+Reads and changes of limits, breakers, cron entries, workflows and unique locks, for the API,
+the CLI and the dashboard. Limits set here are run-time overrides per job type (see
+``policy.py``); workers apply them within ``POLICY_REFRESH_S``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from ..errors import ConfigurationError, JobNotFound
+from ..job import dumps, loads
+from .cron import CronEntry
+from .gate import rate_key_suffix
+from .keytemplate import KeyTemplate
+from .policy import FlowPolicy, normalize_override
+from .views import (
+    BreakerInfo,
+    CronInfo,
+    LimitInfo,
+    PolicyInfo,
+    UniqueLock,
+    WorkflowInfo,
+    read_breaker,
+    read_concurrency,
+    read_rate,
+    read_workflow,
+    redis_now_ms,
+)
+
+FORCED_OPEN_S = 60.0
+
+
+def _concrete(template: str | None, job_type: str, key: str | None) -> str | None:
+    """The limit's key when it is fixed (or a concrete ``key`` was asked for), else None."""
+    if template is None:
+        return job_type
+    return template if KeyTemplate(template).is_static else key
+
+
+class FlowAdmin:
+    """Flow-control reads and changes over one :class:`~conveyor.broker.SyncBroker`."""
+
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+        self.r: Any = broker.redis
+        self.k = broker.keys
+
+    # --- policies and limits ----------------------------------------------------------------
+    def _stored(self, key: str) -> dict[str, dict[str, Any]]:
+        return {n.decode(): loads(v) for n, v in self.r.hgetall(key).items()}
+
+    def policies(self) -> list[PolicyInfo]:
+        """Every job type with a declared (by a running app) or run-time flow policy."""
+        declared, runtime = self._stored(self.k.flow_declared), self._stored(self.k.flow_policies)
+        out = []
+        for name in sorted(set(declared) | set(runtime)):
+            policy = self._effective(declared.get(name), runtime.get(name))
+            out.append(PolicyInfo(name, declared.get(name), runtime.get(name), policy.describe()))
+        return out
+
+    def _effective(self, declared: dict[str, Any] | None,
+                   runtime: dict[str, Any] | None) -> FlowPolicy:
+        base = FlowPolicy().override(declared) if declared else FlowPolicy()
+        return base.override(runtime) if runtime else base
+
+    def set_policy(self, job_type: str, **changes: Any) -> PolicyInfo:
+        """Override ``rate_limit``, ``concurrency_limit`` and/or ``breaker`` of a job type
+        (``None`` removes that one); other fields keep their declared value."""
+        update = normalize_override(changes)
+        raw = self.r.hget(self.k.flow_policies, job_type)
+        stored = {**(loads(raw) if raw else {}), **update}
+        self.r.hset(self.k.flow_policies, job_type, dumps(stored))
+        return next(p for p in self.policies() if p.job_type == job_type)
+
+    def clear_policy(self, job_type: str) -> bool:
+        """Drop the run-time override: the declared policy applies again."""
+        return bool(self.r.hdel(self.k.flow_policies, job_type))
+
+    def limits(self, job_type: str | None = None, key: str | None = None) -> list[LimitInfo]:
+        """Every limit with its current use. Limits keyed by a template with fields show their
+        use only for the concrete ``key`` given (for example ``tenant:42``)."""
+        out: list[LimitInfo] = []
+        for p in self.policies():
+            if job_type is not None and p.job_type != job_type:
+                continue
+            policy = self._effective(p.declared, p.runtime)
+            source = "runtime" if p.runtime else "declared"
+            for rl in policy.rate_limits:
+                logical = _concrete(rl.key, p.job_type, key)
+                usage = None if logical is None else read_rate(
+                    self.broker, rl, logical, self.k.rate(logical + rate_key_suffix(rl)))
+                out.append(LimitInfo(p.job_type, "rate", rl.key or p.job_type, rl.describe(),
+                                     source, usage))
+            for cl in policy.concurrency_limits:
+                logical = _concrete(cl.key, p.job_type, key)
+                cusage = None if logical is None else read_concurrency(
+                    self.broker, cl.limit, logical, self.k.concurrency(logical))
+                out.append(LimitInfo(p.job_type, "concurrency", cl.key or p.job_type,
+                                     cl.describe(), source, cusage))
+        return out
+
+    # --- breakers ---------------------------------------------------------------------------
+    def breakers(self) -> list[BreakerInfo]:
+        names = {n.decode() for n in self.r.smembers(self.k.breakers)}
+        for p in self.policies():
+            policy = self._effective(p.declared, p.runtime)
+            if policy.breaker is not None:
+                names.add(policy.breaker.name or p.job_type)
+        return [read_breaker(self.broker, n) for n in sorted(names)]
+
+    def breaker(self, name: str) -> BreakerInfo:
+        return read_breaker(self.broker, name)
+
+    def reset_breaker(self, name: str) -> BreakerInfo:
+        """Close a breaker by hand (clears its counts and probes)."""
+        key = self.k.breaker(name)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(key, mapping={"state": "closed", "failures": 0, "open_until": 0})
+        pipe.delete(key + ":window", key + ":probes")
+        pipe.lpush(key + ":events", f"{redis_now_ms(self.r)} closed")
+        pipe.execute()
+        return self.breaker(name)
+
+    def open_breaker(self, name: str, seconds: float = FORCED_OPEN_S) -> BreakerInfo:
+        """Open a breaker by hand for ``seconds`` (then it half-opens as usual)."""
+        now = redis_now_ms(self.r)
+        key = self.k.breaker(name)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(key, mapping={"state": "open", "opened_at": now,
+                                "open_until": now + round(seconds * 1000)})
+        pipe.hincrby(key, "opened", 1)
+        pipe.lpush(key + ":events", f"{now} open")
+        pipe.sadd(self.k.breakers, name)
+        pipe.execute()
+        return self.breaker(name)
+
+    # --- cron -------------------------------------------------------------------------------
+    def cron_entries(self) -> list[CronInfo]:
+        raw = self.r.hgetall(self.k.cron_entries)
+        lasts = self.r.hgetall(self.k.cron_last)
+        now = redis_now_ms(self.r)
+        out = []
+        for name in sorted(raw):
+            entry = CronEntry.from_json(loads(raw[name]))
+            last = int(lasts[name]) if name in lasts else None
+            nxt = entry.next_slot(max(last or 0, now)) if entry.enabled else None
+            out.append(CronInfo(entry.name, entry.job, entry.schedule, entry.tz, entry.queue,
+                                entry.catch_up, entry.enabled, entry.source,
+                                last / 1000 if last else None, nxt / 1000 if nxt else None,
+                                entry.args, entry.kwargs))
+        return out
+
+    def add_cron(self, entry: CronEntry) -> CronInfo:
+        """Add (or replace) a periodic job at run time."""
+        entry = replace(entry, source="runtime")
+        self.r.hset(self.k.cron_entries, entry.name, dumps(entry.to_json()))
+        return next(c for c in self.cron_entries() if c.name == entry.name)
+
+    def remove_cron(self, name: str) -> bool:
+        """Remove an entry (one declared in code comes back when its app starts again)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(self.k.cron_entries, name)
+        pipe.hdel(self.k.cron_last, name)
+        return bool(pipe.execute()[0])
+
+    def set_cron_enabled(self, name: str, enabled: bool) -> CronInfo:
+        """Pause or resume an entry; a resumed entry starts with its next slot (no catch-up)."""
+        raw = self.r.hget(self.k.cron_entries, name)
+        if raw is None:
+            raise ConfigurationError(f"no cron entry named {name!r}")
+        entry = replace(CronEntry.from_json(loads(raw)), enabled=enabled)
+        self.r.hset(self.k.cron_entries, name, dumps(entry.to_json()))
+        if enabled:
+            self.r.hset(self.k.cron_last, name, entry.latest_slot(redis_now_ms(self.r)))
+        return next(c for c in self.cron_entries() if c.name == name)
+
+    # --- workflows and unique locks ------------------------------------------------------
+    def workflow(self, wfid: str) -> WorkflowInfo:
+        return read_workflow(self.broker, wfid)
+
+    def unique_lock(self, key: str) -> UniqueLock:
+        full = self.k.unique(key)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(full)
+        pipe.pttl(full)
+        jid, ttl_ms = pipe.execute()
+        if jid is None:
+            raise JobNotFound(f"no unique lock {key!r} is held")
+        return UniqueLock(key, jid.decode(), max(0, ttl_ms) / 1000)
+
+    def release_unique(self, key: str) -> bool:
+        """Drop a unique lock by hand (the job keeps running; a duplicate may be enqueued)."""
+        return bool(self.r.delete(self.k.unique(key)))
