@@ -265,7 +265,8 @@ def load_app(path: str) -> App:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r} for --app {path!r}: {exc}") from exc
+        raise ConfigurationError(
+            f"cannot import {module_name!r} for --app {path!r}: {exc}") from exc
     try:
         app = getattr(module, attr)
     except AttributeError:

@@ -150,6 +150,14 @@ def worker(
         help="text, or json (one object per line, with a line per job start and end).")]
     = "text",
     trace: Annotated[bool, typer.Option(help="OpenTelemetry span per job run.")] = False,
+    sidecar_command: Annotated[str | None, typer.Option(
+        help="Start and supervise this HTTP sidecar ({port} is filled in).")] = None,
+    sidecar_url: Annotated[str | None, typer.Option(help="URL of a running sidecar.")] = None,
+    processes: Annotated[int | None, typer.Option(help="Size of the process pool.")] = None,
+    max_tasks_per_child: Annotated[int | None, typer.Option(
+        help="Recycle a pool process after this many jobs.")] = None,
+    max_rss_mb: Annotated[int | None, typer.Option(
+        help="Recycle a pool process above this resident memory.")] = None,
 ) -> None:
     """Run a worker until TERM/INT (TSTP quiets it, TTIN dumps stacks)."""
     from .app import load_app
@@ -165,7 +173,24 @@ def worker(
     application.settings = STATE.settings.with_(
         redis_url=STATE.settings.redis_url or application.settings.redis_url)
     queues = [parse_queue_option(q) for q in queue] if queue else None
-    run_worker(application, queues, concurrency=concurrency, strict=strict, observers=observers)
+    executor_options = _executor_options(sidecar_command, sidecar_url, processes,
+                                         max_tasks_per_child, max_rss_mb)
+    run_worker(application, queues, concurrency=concurrency, strict=strict, observers=observers,
+               executor_options=executor_options)
+
+
+def _executor_options(sidecar_command: str | None, sidecar_url: str | None,
+                      processes: int | None, max_tasks: int | None,
+                      max_rss_mb: int | None) -> dict[str, dict[str, Any]]:
+    """Worker flags -> ``create_executor`` options per executor kind."""
+    http: dict[str, Any] = {}
+    if sidecar_command:
+        http["command"] = sidecar_command
+    if sidecar_url:
+        http["url"] = sidecar_url
+    process = {k: v for k, v in (("processes", processes), ("max_tasks_per_child", max_tasks),
+                                 ("max_rss_mb", max_rss_mb)) if v is not None}
+    return {kind: opts for kind, opts in (("http", http), ("process", process)) if opts}
 
 
 @cli.command()

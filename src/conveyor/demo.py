@@ -123,7 +123,8 @@ def _summary(entries: list[Entry], console: Console, elapsed: float) -> int:
             what = st.result if st.state == "completed" else f"{st.error_class}: {st.error_message}"
             console.print(f"  {e.label}: {st.state} after {st.attempts} attempt(s) — {what}")
     expected_dead = 1
-    ok = by_state.get("dead", 0) == expected_dead and by_state.get("completed", 0) == len(entries) - 1
+    completed = by_state.get("completed", 0)
+    ok = by_state.get("dead", 0) == expected_dead and completed == len(entries) - 1
     console.print("[green]demo finished as expected[/green]" if ok
                   else "[red]demo did not finish as expected[/red]")
     return 0 if ok else 1

@@ -18,7 +18,8 @@ The hierarchy::
     ├── ExecutorError               failures of the place a job ran in, not of the job code
     │   ├── JobTimeout              the job ran past its timeout
     │   ├── WorkerLost              the process running the job died
-    │   └── ExecutorClosed          work submitted to a stopped executor
+    │   ├── ExecutorClosed          work submitted to a stopped executor
+    │   └── CircuitOpen             not called: the circuit breaker is open after failures
     └── PipelineError
         ├── StageFailed             a stage raised; wraps the original error
         ├── PipelineDefinitionError bad stage graph (cycles, unknown or duplicate names)
@@ -120,6 +121,10 @@ class WorkerLost(ExecutorError):
 
 class ExecutorClosed(ExecutorError):
     """Work was submitted to an executor that is stopping or stopped."""
+
+
+class CircuitOpen(ExecutorError):
+    """The call was not made: its circuit breaker is open after repeated failures."""
 
 
 class PipelineError(ConveyorError):

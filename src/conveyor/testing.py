@@ -121,7 +121,7 @@ async def _is_drained(worker: Any, include_scheduled: bool) -> bool:
     return not any(counts) and not worker.running and not worker._acks
 
 
-# --- pytest plugin (registered as the ``conveyor`` pytest11 entry point) ---------------------------
+# --- pytest plugin (registered as the ``conveyor`` pytest11 entry point) -----------------------
 try:
     import pytest
 except ImportError:  # pytest is optional: the plugin only exists where pytest does

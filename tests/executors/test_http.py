@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from conveyor.errors import ConfigurationError, WorkerLost
+from conveyor.errors import CircuitOpen, ConfigurationError, WorkerLost
 from conveyor.executors import Task, create_executor
-from conveyor.executors._breaker import BreakerState, CircuitOpen
+from conveyor.executors._breaker import BreakerState
 
 from . import sidecars
 from .helpers import Ctx, pid_alive, until

@@ -14,15 +14,9 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
-from ..errors import ExecutorError
-
 DEFAULT_FAILURE_THRESHOLD = 5
 DEFAULT_RESET_AFTER_S = 5.0
 DEFAULT_HALF_OPEN_CALLS = 1
-
-
-class CircuitOpen(ExecutorError):
-    """The call was not made: the breaker is open after repeated failures of the sidecar."""
 
 
 class BreakerState(StrEnum):

@@ -32,10 +32,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigurationError, ExecutorClosed, JobTimeout, WorkerLost
+from ..errors import CircuitOpen, ConfigurationError, ExecutorClosed, JobTimeout, WorkerLost
 from ..job import dumps, loads
 from . import register_executor
-from ._breaker import CircuitBreaker, CircuitOpen
+from ._breaker import CircuitBreaker
 from ._http1 import Http1Pool, HttpFailure, HttpResponse
 from ._supervisor import SidecarSupervisor
 from ._wire import outcome_from_wire

@@ -125,7 +125,8 @@ class Heartbeat:
         for work_key in k.process_work(self.identity):
             pipe.unlink(work_key)
             for jid, (queue, raw, run_at) in busy.items():
-                entry = {"queue": queue, "payload": raw.decode("utf-8", "replace"), "run_at": run_at}
+                entry = {"queue": queue, "payload": raw.decode("utf-8", "replace"),
+                         "run_at": run_at}
                 pipe.hset(work_key, jid, dumps(entry))
             pipe.expire(work_key, PROCESS_TTL_S)
         started = time.perf_counter()

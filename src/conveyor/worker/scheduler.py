@@ -14,7 +14,8 @@ from .duty import Duty
 class Scheduler(Duty):
     name = "scheduler"
 
-    def __init__(self, broker: AsyncBroker, interval_s: float, batch: int = SCHEDULER_BATCH) -> None:
+    def __init__(self, broker: AsyncBroker, interval_s: float,
+                 batch: int = SCHEDULER_BATCH) -> None:
         super().__init__(interval_s)
         self.broker = broker
         self.batch = batch

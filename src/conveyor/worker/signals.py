@@ -47,7 +47,8 @@ def dump_stacks() -> None:
         for task in asyncio.all_tasks():
             lines.append(f"--- task {task.get_name()}")
             for frame in task.get_stack():
-                lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+                code = frame.f_code
+                lines.append(f"  {code.co_filename}:{frame.f_lineno} {code.co_name}")
     except RuntimeError:
         pass
     log.warning("\n".join(lines))
