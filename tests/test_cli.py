@@ -100,12 +100,16 @@ def test_unreachable_redis_is_one_line_and_exit_1() -> None:
 
 @pytest.mark.slow
 def test_embedded_default_server_is_started_reused_and_stopped(tmp_path: Path) -> None:
-    first = run("health", "--json", url=None, cwd=tmp_path)
-    assert as_json(first)["ok"] and as_json(first)["aof_enabled"]
-    jid = run("enqueue", "work", "--args", "[1]", url=None, cwd=tmp_path).stdout.strip()
-    assert as_json(run("job", "show", jid, "--json", url=None, cwd=tmp_path))["state"] == "enqueued"
-    assert (tmp_path / ".conveyor").is_dir()
-    assert "stopped" in run("down", url=None, cwd=tmp_path).stdout
-    # AOF: the job survives the server's restart
-    assert as_json(run("job", "show", jid, "--json", url=None, cwd=tmp_path))["state"] == "enqueued"
-    run("down", url=None, cwd=tmp_path)
+    try:
+        first = run("health", "--json", url=None, cwd=tmp_path)
+        assert as_json(first)["ok"] and as_json(first)["aof_enabled"]
+        jid = run("enqueue", "work", "--args", "[1]", url=None, cwd=tmp_path).stdout.strip()
+        shown = as_json(run("job", "show", jid, "--json", url=None, cwd=tmp_path))
+        assert shown["state"] == "enqueued"
+        assert (tmp_path / ".conveyor").is_dir()
+        assert "stopped" in run("down", url=None, cwd=tmp_path).stdout
+        # AOF: the job survives the server's restart
+        shown = as_json(run("job", "show", jid, "--json", url=None, cwd=tmp_path))
+        assert shown["state"] == "enqueued"
+    finally:
+        run("down", url=None, cwd=tmp_path, check=False)

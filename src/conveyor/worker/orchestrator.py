@@ -48,6 +48,7 @@ from .scheduler import Scheduler
 
 log = logging.getLogger("conveyor.worker")
 BROKER_RETRY_PAUSE_S = 0.5
+FORKING_KINDS = ("process", "fork")  # executors whose zygote must be forked before any thread
 
 
 @dataclass(frozen=True)
@@ -130,20 +131,20 @@ class Worker:
     # --- lifecycle -----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set (or :meth:`request_stop` is called), then shut down."""
-        from ..embedded import resolve_redis_url
-
-        url = self.redis_url
-        if url is None:
-            url = await asyncio.to_thread(resolve_redis_url, self.settings)
-        self.broker = AsyncBroker(url, self.settings, max_connections=len(self.queue_names) + 16)
-        self.sync_broker = SyncBroker(url, self.settings)
         self.loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self.unknown.check_start, self.sync_broker, self.queue_names)
-        await asyncio.to_thread(self.sync_broker.register, self.identity, dumps(self.info()))
+        # Executors that fork (process, fork) start first, before this method makes any thread:
+        # their zygote is forked from this process, and a fork copies only the forking thread.
+        await self._start_executors(only=FORKING_KINDS)
+        try:
+            await self._connect_and_register()
+        except BaseException:
+            for ex in self.executors.values():
+                await ex.stop(0)
+            raise
         self.heartbeat = Heartbeat(self.sync_broker, self.identity, self.info(), self.counters,
                                    self._beat_callbacks(), self.settings.heartbeat_interval_s)
         self.heartbeat.start()
-        await self._start_executors()
+        await self._start_executors(skip=FORKING_KINDS)
         duties: list[Duty] = [Recoverer(self.broker, self.settings.recoverer_interval_s)]
         if self.run_scheduler:
             duties.append(Scheduler(self.broker, self.settings.scheduler_interval_s))
@@ -203,9 +204,23 @@ class Worker:
             "executors": sorted({self._executor_kind(s) for s in self.app.registry.values()}),
         }
 
-    async def _start_executors(self) -> None:
+    async def _connect_and_register(self) -> None:
+        from ..embedded import resolve_redis_url
+
+        url = self.redis_url
+        if url is None:
+            url = await asyncio.to_thread(resolve_redis_url, self.settings)
+        self.broker = AsyncBroker(url, self.settings, max_connections=len(self.queue_names) + 16)
+        self.sync_broker = SyncBroker(url, self.settings)
+        await asyncio.to_thread(self.unknown.check_start, self.sync_broker, self.queue_names)
+        await asyncio.to_thread(self.sync_broker.register, self.identity, dumps(self.info()))
+
+    async def _start_executors(self, only: Sequence[str] = (),
+                               skip: Sequence[str] = ()) -> None:
         kinds = {self._executor_kind(s) for s in self.app.registry.values()} | {"asyncio"}
         for kind in sorted(kinds):
+            if (only and kind not in only) or kind in skip or kind in self.executors:
+                continue
             options = self.executor_options.get(kind, {})
             ex = create_executor(kind, self.app.functions, self.concurrency, **options)
             await ex.start()
