@@ -26,6 +26,7 @@ from .errors import (
     UnknownJobType,
     WorkerLost,
 )
+from .flow import Breaker, ConcurrencyLimit, RateLimit, Unique, chain, group, immutable
 from .retry import Backoff
 
 __version__ = "0.1.0"
@@ -33,7 +34,9 @@ __version__ = "0.1.0"
 __all__ = [
     "App",
     "Backoff",
+    "Breaker",
     "Cancelled",
+    "ConcurrencyLimit",
     "ConveyorError",
     "EnqueueRequest",
     "JobContext",
@@ -44,11 +47,16 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "JobTimeout",
+    "RateLimit",
     "Retry",
     "SerializationError",
+    "Unique",
     "UnknownJobType",
     "WorkerLost",
     "__version__",
+    "chain",
     "current_job",
+    "group",
+    "immutable",
     "load_app",
 ]
