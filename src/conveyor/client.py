@@ -187,10 +187,14 @@ class Client:
 
     async def async_broker(self) -> AsyncBroker:
         loop = asyncio.get_running_loop()
-        if self._async is None or self._async.loop is not loop:
-            from .embedded import resolve_redis_url
+        if self._async is not None and self._async.loop is loop:
+            return self._async
+        from .embedded import resolve_redis_url
 
-            url = await asyncio.to_thread(resolve_redis_url, self.app.settings)
+        # resolved without awaiting between the check and the assignment, so concurrent first
+        # calls on one loop share one pool instead of each building (and leaking) their own
+        url = self.app.settings.redis_url or resolve_redis_url(self.app.settings)
+        if self._async is None or self._async.loop is not loop:
             self._async = AsyncBroker(url, self.app.settings)
         return self._async
 

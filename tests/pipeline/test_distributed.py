@@ -9,19 +9,33 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from worker_helpers import fast_app, running_worker
 
 from conveyor import App
 from conveyor.context import current_job
 from conveyor.errors import PipelineDefinitionError, StageFailed
 from conveyor.pipeline import Pipeline
+from worker_helpers import fast_app, running_worker
 
 WORKER_START_S = 15.0
 
 
+def square(x: int) -> list[Any]:
+    return [x * x, current_job().jid]
+
+
+def invert(x: int) -> float:
+    return 1 / x
+
+
+JOBS: dict[str, Any] = {}
+
+
 @pytest.fixture
 def app(redis_url: str) -> Iterator[App]:
+    """The app with its job types registered before any worker starts (as in production)."""
     app = fast_app(redis_url)
+    JOBS["square"] = app.job(square, name="pipe.square", retry=0)
+    JOBS["invert"] = app.job(invert, name="pipe.invert", retry=0)
     try:
         yield app
     finally:
@@ -58,12 +72,8 @@ def worker(app: App) -> Iterator[None]:
 
 
 def test_items_become_jobs_and_results_come_back(app: App, worker: None) -> None:
-    @app.job(name="pipe.square", retry=0)
-    def square(x: int) -> list[Any]:
-        return [x * x, current_job().jid]
-
     pipe = Pipeline("dist")
-    pipe.processor(square, name="square", distributed="queue", max_in_flight=4)
+    pipe.processor(JOBS["square"], name="square", distributed="queue", max_in_flight=4)
     pipe.processor(lambda pair: pair[0], name="value")
     result = pipe.run(range(12), collect=True)
     assert sorted(result.outputs) == [x * x for x in range(12)]
@@ -72,10 +82,7 @@ def test_items_become_jobs_and_results_come_back(app: App, worker: None) -> None
 
 
 def test_failed_job_goes_through_the_stage_policy(app: App, worker: None) -> None:
-    @app.job(name="pipe.invert", retry=0)
-    def invert(x: int) -> float:
-        return 1 / x
-
+    invert = JOBS["invert"]
     pipe = Pipeline("dist")
     pipe.processor(invert, name="invert", distributed="queue", on_error="skip")
     result = pipe.run([1, 0, 2], collect=True)
@@ -89,5 +96,5 @@ def test_failed_job_goes_through_the_stage_policy(app: App, worker: None) -> Non
 
 
 def test_distributed_needs_a_registered_job() -> None:
-    with pytest.raises(PipelineDefinitionError, match="registered with @app.job"):
+    with pytest.raises(PipelineDefinitionError, match=r"registered with @app\.job"):
         Pipeline().processor(lambda x: x, name="plain", distributed="queue")

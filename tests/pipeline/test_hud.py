@@ -48,7 +48,7 @@ def test_frame_leads_with_queue_bars_and_marks_the_bottleneck() -> None:
     for header in ("rate", "p50", "p99", "in flight", "errors", "restarts", "blocked"):
         assert header in frame
     assert "q quit" in frame  # the help panel
-    graph = frame[frame.index("graph"):]
+    graph = frame[frame.index("graph") :]
     assert graph.index("source") < graph.index("fast") < graph.index("slow") < graph.index("sink")
 
 

@@ -116,7 +116,13 @@ class Zygote:
             raise WorkerLost(f"the {self.name} executor's zygote process {self.pid} is gone")
         ours, theirs = socket.socketpair()
         PARENT_ONLY_FDS.update((ours.fileno(), theirs.fileno()))
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=ours)
+        except BaseException:  # cancelled (say, by stop()) before the channel existed
+            PARENT_ONLY_FDS.difference_update((ours.fileno(), theirs.fileno()))
+            ours.close()
+            theirs.close()
+            raise
         if first_frame:
             writer.write(first_frame)
         sid = next(self._ids)

@@ -31,6 +31,9 @@ class QueueDriver(AsyncDriver):
 
     async def prepare(self) -> None:
         self.job = job_function(self.name, self.spec.stage.function())
+        # Connect once before the workers start: concurrent first calls to the client would
+        # each build a connection pool and keep only one (the others leak).
+        await self.job.app.client.async_broker()
 
     def start(self) -> None:
         self._call = self._run_job
@@ -44,6 +47,12 @@ class QueueDriver(AsyncDriver):
             self.run.loop.create_task(self._work(i), name=f"conveyor-{self.name}-job-{i}")
             for i in range(len(self.workers))
         ]
+
+    async def stop(self, grace_s: float) -> None:
+        await super().stop(grace_s)
+        if hasattr(self, "job"):
+            # the app's async Redis pool belongs to this run's loop, which ends with the run
+            await self.job.app.client.aclose()
 
     async def _run_job(self, item: Any, emit: Any, state: Any) -> None:
         handle = await self.job.aenqueue(item)

@@ -226,6 +226,16 @@ class Worker:
             await ex.start()
             self.executors[kind] = ex
 
+    async def _executor_for(self, kind: str) -> Executor:
+        """The executor of ``kind``, started on first use for job types registered late."""
+        ex = self.executors.get(kind)
+        if ex is None:
+            ex = create_executor(kind, self.app.functions, self.concurrency,
+                                 **self.executor_options.get(kind, {}))
+            self.executors[kind] = ex
+            await ex.start()
+        return ex
+
     def _executor_kind(self, spec: JobSpec) -> str:
         return spec.executor_kind
 
@@ -376,7 +386,7 @@ class Worker:
         outcome: Outcome | None = None
         result = "completed"
         try:
-            outcome = await self.executors[spec.executor_kind].run(task)
+            outcome = await (await self._executor_for(spec.executor_kind)).run(task)
             if outcome.ok:
                 self._ack(job, outcome)
             else:
