@@ -35,13 +35,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import BrokerError
+from .widgets import fill_bar, sparkline
 
 REFRESH_S = 2.0
 HISTORY_SAMPLES = 60
 BAR_WIDTH = 24
 MAX_ROWS = 12  # queues, workers and busy jobs shown at most; the rest are counted
 RECENT_ERRORS = 5
-SPARK = " ▁▂▃▄▅▆▇█"
 HELP = "q quit · p pause/resume · h help"
 
 
@@ -132,18 +132,8 @@ class TopModel:
         return sorted(out, key=lambda row: -row[4])
 
 
-def sparkline(values: list[float], width: int) -> str:
-    values = values[-width:]
-    top = max(values, default=0.0)
-    if top <= 0:
-        return SPARK[1] * len(values)
-    return "".join(SPARK[max(1, round(v / top * (len(SPARK) - 1)))] if v > 0 else SPARK[1]
-                   for v in values)
-
-
 def bar(value: float, total: float, width: int = BAR_WIDTH) -> Text:
-    filled = 0 if total <= 0 else round(min(1.0, value / total) * width)
-    return Text("█" * filled, style="green") + Text("·" * (width - filled), style="dim")
+    return fill_bar(value, total, width)
 
 
 def _header(model: TopModel, last: Sample) -> Text:
