@@ -150,6 +150,9 @@ def worker(
         help="text, or json (one object per line, with a line per job start and end).")]
     = "text",
     trace: Annotated[bool, typer.Option(help="OpenTelemetry span per job run.")] = False,
+    executor: Annotated[list[str] | None, typer.Option(
+        "--executor", help="QUEUE=KIND: run every job of QUEUE in that executor "
+        "(asyncio, thread, process, fork, http); repeat for more.")] = None,
     sidecar_command: Annotated[str | None, typer.Option(
         help="Start and supervise this HTTP sidecar ({port} is filled in).")] = None,
     sidecar_url: Annotated[str | None, typer.Option(help="URL of a running sidecar.")] = None,
@@ -176,7 +179,19 @@ def worker(
     executor_options = _executor_options(sidecar_command, sidecar_url, processes,
                                          max_tasks_per_child, max_rss_mb)
     run_worker(application, queues, concurrency=concurrency, strict=strict, observers=observers,
-               executor_options=executor_options)
+               executor_options=executor_options, queue_executors=_queue_executors(executor))
+
+
+def _queue_executors(values: list[str] | None) -> dict[str, str]:
+    """``--executor QUEUE=KIND`` flags as a mapping; the kind is checked when the worker starts."""
+    out: dict[str, str] = {}
+    for value in values or []:
+        queue, sep, kind = value.partition("=")
+        if not sep or not queue or not kind:
+            raise ConveyorError(
+                f"--executor {value!r} must look like QUEUE=KIND, e.g. reports=process")
+        out[queue.strip()] = kind.strip()
+    return out
 
 
 def _executor_options(sidecar_command: str | None, sidecar_url: str | None,

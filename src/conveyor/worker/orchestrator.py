@@ -85,6 +85,7 @@ class Worker:
                  concurrency: int = DEFAULT_CONCURRENCY, strict: bool = False,
                  redis_url: str | None = None, executor_options: dict[str, Any] | None = None,
                  run_scheduler: bool = True, tag: str = "",
+                 queue_executors: dict[str, str] | None = None,
                  observers: Sequence[JobObserver] = ()) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -97,6 +98,7 @@ class Worker:
         self.strict = strict
         self.redis_url = redis_url
         self.executor_options = executor_options or {}
+        self.queue_executors = dict(queue_executors or {})  # queue -> executor kind override
         self.run_scheduler = run_scheduler
         self.identity = make_identity()
         self.unknown = UnknownClassPolicy(self.settings.unknown_classes)
@@ -201,7 +203,8 @@ class Worker:
             "labels": ["conveyor"],
             "identity": self.identity,
             "version": "conveyor",
-            "executors": sorted({self._executor_kind(s) for s in self.app.registry.values()}),
+            "executors": sorted({self._executor_kind(s) for s in self.app.registry.values()}
+                                | set(self.queue_executors.values())),
         }
 
     async def _connect_and_register(self) -> None:
@@ -217,7 +220,8 @@ class Worker:
 
     async def _start_executors(self, only: Sequence[str] = (),
                                skip: Sequence[str] = ()) -> None:
-        kinds = {self._executor_kind(s) for s in self.app.registry.values()} | {"asyncio"}
+        kinds = ({self._executor_kind(s) for s in self.app.registry.values()} | {"asyncio"}
+                 | set(self.queue_executors.values()))
         for kind in sorted(kinds):
             if (only and kind not in only) or kind in skip or kind in self.executors:
                 continue
@@ -386,7 +390,8 @@ class Worker:
         outcome: Outcome | None = None
         result = "completed"
         try:
-            outcome = await (await self._executor_for(spec.executor_kind)).run(task)
+            kind = self.queue_executors.get(job.queue) or spec.executor_kind
+            outcome = await (await self._executor_for(kind)).run(task)
             if outcome.ok:
                 self._ack(job, outcome)
             else:
