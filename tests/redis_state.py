@@ -65,7 +65,8 @@ def snapshot(r: redis.Redis, ttl: bool = False) -> dict[str, Any]:
         elif kind == "set":
             value = sorted(v.decode() for v in r.smembers(key))
         elif kind == "zset":
-            value = [[_norm_text(m), _norm_score(s)] for m, s in r.zrange(key, 0, -1, withscores=True)]
+            members = r.zrange(key, 0, -1, withscores=True)
+            value = [[_norm_text(m), _norm_score(s)] for m, s in members]
         elif kind == "hash":
             value = {k.decode(): _norm_text(v) for k, v in sorted(r.hgetall(key).items())}
         else:

@@ -34,7 +34,8 @@ def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
 
 
 def test_enqueue_inspect_cancel_and_list(redis_url: str, redis_sync: redis.Redis) -> None:
-    jid = run("enqueue", "work", "--args", "[5]", "--priority", "high", url=redis_url).stdout.strip()
+    jid = run("enqueue", "work", "--args", "[5]", "--priority", "high",
+              url=redis_url).stdout.strip()
     queues = as_json(run("queue", "ls", "--json", url=redis_url))
     assert queues == [{"name": "high", "size": 1, "latency_s": queues[0]["latency_s"],
                        "paused": False}]

@@ -67,7 +67,7 @@ async def test_exhausted_retries_go_to_dead_with_sidekiq_error_fields(
 
     h = app.enqueue("Doomed", args=[7], extra={"backtrace": True})
     async with running_worker(app):
-        with pytest.raises(JobFailed, match="dead.*ValueError: bad 7"):
+        with pytest.raises(JobFailed, match=r"dead.*ValueError: bad 7"):
             await h.aresult(timeout=10)
     (raw,) = redis_sync.zrange("dead", 0, -1)
     entry = json.loads(raw)
