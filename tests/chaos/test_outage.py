@@ -42,14 +42,10 @@ def test_redis_unreachable_for_less_than_a_lease(make_rig: Callable[..., Rig], m
     assert result["pickup_ms_after"] < max(50.0, 5 * result["pickup_ms_before"])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 F7: a cut longer than the Redis client's socket "
-                   "timeout (5 s) raises redis.TimeoutError, which the broker does not turn into "
-                   "BrokerError, so the fetch loop dies and takes the worker down; fixed by the "
-                   "broker/redis.py diff in the issue 9 report")
 def test_no_worker_dies_when_redis_is_cut_off_past_the_socket_timeout(
         make_rig: Callable[..., Rig]) -> None:
     rig = make_rig(proxy=True, env=VERY_LONG_LEASE_ENV)
-    result = outage.unreachable(rig, outage_s=7.0, mode="blackhole", rate=50)
+    result = outage.unreachable(rig, outage_s=7.0, mode="blackhole", rate=50, drain_s=15)
     write_result({"profile": "fast", **result})
     print(result)
     assert result["workers_alive"] == result["workers"]
@@ -57,13 +53,10 @@ def test_no_worker_dies_when_redis_is_cut_off_past_the_socket_timeout(
     assert result["leases_lost"] == 0 and result["reruns"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 F8: the heartbeat thread catches redis errors but "
-                   "the broker raises BrokerError, so the first refused connection ends the "
-                   "thread for good (no more process beats, no lease renewal off the loop); "
-                   "fixed by the worker/heartbeat.py diff in the issue 9 report")
 def test_the_heartbeat_thread_survives_a_refused_connection(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig(proxy=True, env=LONG_LEASE_ENV)
-    result = outage.unreachable(rig, outage_s=2.5, mode="reset", rate=20, beat_max_age_s=2.5)
+    result = outage.unreachable(rig, outage_s=2.5, mode="reset", rate=20, beat_max_age_s=2.5,
+                                drain_s=15)
     print(result)
     assert result["workers_alive"] == 2
     assert result["fresh_heartbeats"] == 2

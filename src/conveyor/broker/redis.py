@@ -177,7 +177,7 @@ class SyncBroker:
     def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         try:
             return self.scripts[name](keys=keys, args=args, client=client)
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
 
     def enqueue(self, items: Sequence[EnqueueItem]) -> tuple[int, int]:
@@ -197,7 +197,7 @@ class SyncBroker:
                 keys, args = self._args.enqueue(items[i : i + ENQUEUE_CHUNK])
                 self.scripts["enqueue"](keys=keys, args=args, client=pipe)
             replies = pipe.execute()
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
         for n, reply in enumerate(replies):
             pushed.add(reply, n * ENQUEUE_CHUNK)
@@ -283,7 +283,7 @@ class AsyncBroker:
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         try:
             return await self.scripts[name](keys=keys, args=args)
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
 
     async def enqueue(self, items: Sequence[EnqueueItem]) -> tuple[int, int]:
@@ -311,7 +311,7 @@ class AsyncBroker:
             moved = await self.redis.execute_command(
                 "BLMOVE", self.keys.queue(queue), self.keys.claim(wid, queue), "RIGHT", "LEFT",
                 timeout_s)
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
         return moved is not None
 

@@ -26,6 +26,7 @@ import psutil
 import redis
 
 from ..broker import SyncBroker
+from ..errors import BrokerError
 from ..job import dumps
 from ..settings import PROCESS_TTL_S
 
@@ -94,7 +95,7 @@ class Heartbeat:
         while not self.stop_event.is_set():
             try:
                 self.beat()
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, OSError, BrokerError) as exc:
                 log.warning("heartbeat failed (will retry): %s", exc)
             self.stop_event.wait(self.interval_s)
 

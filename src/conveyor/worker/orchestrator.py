@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from ..activejob import Call, job_type, resolve
 from ..app import App, JobSpec
 from ..broker import AsyncBroker, Failure, Fetched, SyncBroker
@@ -118,6 +120,9 @@ class Worker:
         self._acks: list[tuple[str, str, bytes]] = []
         self._ack_task: asyncio.Task[None] | None = None
         self._fenced = False
+        self._reconcile_needed = False
+        self._flushing: set[str] = set()  # tokens of the ack batch being written
+        self._settling: set[str] = set()  # tokens being buried or handed back
         self._background: set[asyncio.Task[Any]] = set()
         self.observers = Observers(observers, self)  # metrics, tracing, job logs
 
@@ -277,8 +282,13 @@ class Worker:
                 await self._wait(self._slot_free, self.settings.idle_block_s)
                 continue
             try:
+                if self._reconcile_needed:
+                    await self._reconcile()
                 fetched = await self.broker.fetch(self.identity, self.queue_order(), free)
             except BrokerError as exc:
+                # the reply may have been lost after the script ran: jobs may sit in our
+                # in-flight hash that this process never saw; reconcile before the next fetch
+                self._reconcile_needed = True
                 log.warning("fetch failed (retrying): %s", exc)
                 await self._wait(self._stop, BROKER_RETRY_PAUSE_S)
                 continue
@@ -312,9 +322,27 @@ class Worker:
                 if await self.broker.claim(self.identity, queue, self.settings.idle_block_s):
                     self._idle.clear()  # block again only after the fetch loop has taken it
                     self._work.set()
-            except BrokerError as exc:
+            except (BrokerError, redis.RedisError, OSError) as exc:
                 log.warning("waiting on queue %s failed: %s", queue, exc)
                 await self._wait(self._stop, BROKER_RETRY_PAUSE_S)
+
+    async def _reconcile(self) -> None:
+        """Hand back in-flight entries whose tokens this process does not know (a fetch whose
+        reply was lost); acks for them would be refused anyway, so nothing runs twice here."""
+        try:
+            entries = await self.broker.redis.hgetall(self.broker.keys.inflight(self.identity))
+        except (redis.RedisError, OSError) as exc:
+            raise BrokerError(f"cannot read this worker's in-flight jobs: {exc}") from exc
+        known = (set(self.running) | {t for t, _, _ in self._acks} | self._flushing
+                 | self._settling)
+        for raw_token, entry in entries.items():
+            token = raw_token.decode()
+            if token in known:
+                continue
+            queue = bytes(entry).split(b"\n", 1)[0].decode()
+            if await self.broker.hand_back(self.identity, token, queue):
+                log.warning("handed back a job of queue %s whose fetch reply was lost", queue)
+        self._reconcile_needed = False
 
     async def _reregister(self) -> None:
         log.warning("worker %s had no lease (presumed dead); registering again", self.identity)
@@ -326,19 +354,23 @@ class Worker:
             job = parse_job(f.raw, f.queue, f.token)
             call = resolve(self.app, job)  # ActiveJob envelopes dispatch on their job_class
         except MalformedJob as exc:
-            self._spawn(self._bury(f, "MalformedJob", str(exc)))
+            self._spawn(self._bury(f, "MalformedJob", str(exc)), f.token)
             return
         if call is None:
             self.unknown.hold(f.queue)  # now, before any waiter blocks on the queue again
-            self._spawn(self._unknown(f, job_type(job.data)))
+            self._spawn(self._unknown(f, job_type(job.data)), f.token)
             return
         task = asyncio.create_task(self._admit_and_execute(job, call))
         self.running[job.token] = (job, task)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any, token: str = "") -> None:
+        """Run ``coro`` in the background; ``token`` is the in-flight entry it settles."""
         t = asyncio.create_task(coro)
         self._background.add(t)
         t.add_done_callback(self._background.discard)
+        if token:
+            self._settling.add(token)
+            t.add_done_callback(lambda _: self._settling.discard(token))
 
     async def _bury(self, f: Fetched, error_class: str, message: str) -> None:
         """Send a job that can never run straight to the dead set, with the reason."""
@@ -428,6 +460,7 @@ class Worker:
     async def _flush_acks(self) -> None:
         while self._acks:
             batch, self._acks = self._acks, []
+            self._flushing = {t for t, _, _ in batch}
             try:
                 refused = await self.broker.ack(self.identity, batch)
             except BrokerError as exc:
@@ -435,6 +468,8 @@ class Worker:
                 self._acks = batch + self._acks
                 await asyncio.sleep(BROKER_RETRY_PAUSE_S)
                 continue
+            finally:
+                self._flushing = set()
             if refused:
                 log.warning("%d ack(s) refused: those jobs were recovered by another worker",
                             len(refused))
