@@ -34,6 +34,7 @@ from redis_server import RedisServer  # noqa: E402
 SMOKE = Config(repeat=1, single_n=300, bulk_n=3_000, drain_n=1_000, latency_samples=10,
                gap_ms=20.0, many_n=1_000, timeout_s=60.0)
 SMOKE_PEERS = ("conveyor", "arq")
+RESULTS = ROOT / "bench" / "results" / "peers.jsonl"
 MAX_CLIENTS = 19_000  # SAQ opens a connection per concurrent job; Redis's default is 10,000
 
 
@@ -42,7 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--smoke", action="store_true", help="small N, two peers, one run, no docs")
     ap.add_argument("--peers", help=f"comma list from {','.join(specs.ALL_PEERS)}")
     ap.add_argument("--repeat", type=int, help="runs per measurement (default 3)")
-    ap.add_argument("--out", type=Path, help="JSON lines file (default bench/results/peers.jsonl)")
+    ap.add_argument("--out", type=Path,
+                    help="JSON lines file (default bench/results/peers.jsonl; smoke: a temp dir)")
     ap.add_argument("--no-docs", action="store_true", help="do not touch docs/")
     ap.add_argument("--no-limits", action="store_true", help="skip the physical-limit probes")
     ap.add_argument("--report", metavar="RUN_ID",
@@ -85,10 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in specs.SPECS]
     if unknown:
         raise SystemExit(f"unknown peers {unknown}; known: {', '.join(specs.ALL_PEERS)}")
-    out = args.out or ROOT / "bench" / "results" / ("smoke.jsonl" if args.smoke else "peers.jsonl")
-    if args.report:
-        return report_only(out, args.report, args.no_docs)
     logs = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
+    # smoke results are a check, not figures to keep: they go to the temporary folder
+    out = args.out or (logs / "smoke.jsonl" if args.smoke else RESULTS)
+    if args.report:
+        return report_only(out, args.report, args.no_docs or args.smoke)
     run_id = time.strftime("%Y%m%dT%H%M%S")
     rec = Recorder(out, run_id)
     pythons, versions = prepare(names, logs)

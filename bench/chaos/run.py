@@ -46,8 +46,9 @@ ALL_EXECUTORS = "thread,asyncio,process,fork"
 
 
 def _recovery(rig: Rig) -> list[dict[str, Any]]:
-    return [recovery.run(rig, job_type=t, rounds=10, beat_s=DEFAULT_BEAT_S, timeout_s=60,
-                         job_s=3 * DEFAULT_LEASE_S)
+    rounds = int(os.environ.get("CHAOS_RECOVERY_ROUNDS", "10"))
+    return [recovery.run(rig, job_type=t, rounds=rounds, beat_s=DEFAULT_BEAT_S, timeout_s=60,
+                         job_s=3 * DEFAULT_LEASE_S, concurrency=8)
             for t in ("work", "work_async", "work_process", "work_fork")]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from .apps import marks
 from .specs import APPS, SIDEKIQ_APP, PeerSpec
 
 DRIVER_TIMEOUT_S = 900.0
+WORKER_CHECK_S = 1  # how often a blocked wait checks that the worker is still alive
 
 
 @dataclass
@@ -107,10 +109,10 @@ class PeerRunner:
     def _measure(self, worker: subprocess.Popen[bytes], redis_proc: psutil.Process,
                  before: dict[str, int], kind: str, n: int, concurrency: int) -> dict[str, Any]:
         m = self.env.m
-        if m.blpop([marks.FIRST_SIGNAL], timeout=self.env.timeout_s) is None:
+        if not self._signalled(marks.FIRST_SIGNAL, worker):
             return self._failed("no job finished", worker)
         cpu0, rcpu0 = procs.cpu_seconds(worker.pid), sum(redis_proc.cpu_times()[:2])
-        if m.blpop([marks.FINISHED_SIGNAL], timeout=self.env.timeout_s) is None:
+        if not self._signalled(marks.FINISHED_SIGNAL, worker):
             return self._failed(f"only {int(m.get(marks.DONE) or 0)}/{n} jobs finished", worker)
         cpu1, rcpu1 = procs.cpu_seconds(worker.pid), sum(redis_proc.cpu_times()[:2])
         cmds = command_delta(before, commandstats(self.env.r))
@@ -127,6 +129,16 @@ class PeerRunner:
         if kind == "second":
             out["first_start_to_last_s"] = t_last - float(m.get(marks.START_AT) or t_first)
         return out
+
+    def _signalled(self, key: str, worker: subprocess.Popen[bytes]) -> bool:
+        """Block until a job pushes ``key``; False on the timeout or when the worker died."""
+        deadline = time.monotonic() + self.env.timeout_s
+        while time.monotonic() < deadline:
+            if self.env.m.blpop([key], timeout=WORKER_CHECK_S) is not None:
+                return True
+            if worker.poll() is not None:
+                return False
+        return False
 
     def _failed(self, what: str, worker: subprocess.Popen[bytes]) -> dict[str, Any]:
         exited = worker.poll()

@@ -28,7 +28,8 @@ RECOVERER_S = float(FAST_ENV["CONVEYOR_RECOVERER_INTERVAL_S"]) * 1.2
 def test_a_killed_workers_job_restarts_within_a_lease(make_rig: Callable[..., Rig],
                                                       job_type: str, executor: str) -> None:
     rig = make_rig(executors=executor)
-    result = recovery.run(rig, job_type=job_type, rounds=2, beat_s=BEAT_S, timeout_s=20,
+    rounds = 2 if executor in ("thread", "asyncio") else 1  # children die with their worker
+    result = recovery.run(rig, job_type=job_type, rounds=rounds, beat_s=BEAT_S, timeout_s=20,
                              job_s=3 * LEASE_S)
     write_result({"profile": "fast", **result})
     print(result)

@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(120)]
 # Leases longer than the outage, so the outage tests the schedulers and not lease recovery.
 LONG_LEASE_ENV = {**FAST_ENV, "CONVEYOR_LEASE_TTL_S": "6", "CONVEYOR_HEARTBEAT_INTERVAL_S": "1"}
 OUTAGE_S = 2.0
+LEASE_S = float(LONG_LEASE_ENV["CONVEYOR_LEASE_TTL_S"])
 
 
 def test_every_scheduled_job_fires_once_across_scheduler_kills_and_an_outage(
@@ -26,11 +27,12 @@ def test_every_scheduled_job_fires_once_across_scheduler_kills_and_an_outage(
     print(result)
     assert result["kills"] >= 3 and result["due_in_outage"] > 0
     assert result["missed"] == 0
-    assert result["doubled"] == 0
+    assert result["doubled"] == 0, "a schedule fired twice"
     assert result["early"] == 0
-    # a due job waits for at most a scheduler tick (0.2 s +20%), or for the outage to end
+    # a due job waits for a scheduler tick (0.2 s +20%), or for the outage to end, and, when the
+    # worker that took it was killed, for that worker's lease to run out
     assert result["lateness_s_p50"] < 0.5
-    assert result["lateness_in_outage_s_max"] < OUTAGE_S + 1.0
+    assert result["lateness_in_outage_s_max"] < OUTAGE_S + LEASE_S + 1.0
 
 
 def test_short_soak_keeps_memory_keys_and_descriptors_flat(make_rig: Callable[..., Rig]) -> None:

@@ -38,13 +38,13 @@ def _start(rig: Rig, rate: float, concurrency: int) -> tuple[Producer, list[Any]
 
 
 def _finish(rig: Rig, producer: Producer, workers: list[Any], fault_start: float,
-            fault_end: float, baseline_from: float, beat_max_age_s: float = BEAT_MAX_AGE_S
-            ) -> dict[str, Any]:
+            fault_end: float, baseline_from: float, beat_max_age_s: float = BEAT_MAX_AGE_S,
+            drain_s: float = DRAIN_S) -> dict[str, Any]:
     time.sleep(BASELINE_S)  # throughput after the fault is measured over this window
     producer.finish()
     alive = sum(w.alive for w in workers)
     try:
-        drain(rig.r, DRAIN_S if alive else 2.0)
+        drain(rig.r, drain_s if alive else 2.0)
         drained = True
     except AssertionError:
         drained = False  # reported: what is left pending counts as lost below
@@ -59,7 +59,7 @@ def _finish(rig: Rig, producer: Producer, workers: list[Any], fault_start: float
             "baseline_jobs_s": round(baseline, 1),
             "back_to_baseline_s": None if back is None else round(max(0.0, back), 2),
             "workers_alive": alive, "workers": len(workers),
-            "pickup_ms_after": pickup_ms(rig, PICKUP_PROBES) if alive else None,
+            "pickup_ms_after": pickup_ms(rig, PICKUP_PROBES) if alive and drained else None,
             "during_fault": producer.summary(*_mono_window(rig, fault_start, fault_end)),
             **verdict}
 
@@ -103,7 +103,8 @@ def restart(rig: Rig, *, kills: int = 2, down_s: float = 1.0, every_s: float = 3
 
 
 def unreachable(rig: Rig, *, outage_s: float, mode: str, rate: float = 100.0,
-                concurrency: int = 4, beat_max_age_s: float = BEAT_MAX_AGE_S) -> dict[str, Any]:
+                concurrency: int = 4, beat_max_age_s: float = BEAT_MAX_AGE_S,
+                drain_s: float = DRAIN_S) -> dict[str, Any]:
     assert rig.proxy is not None, "unreachable() needs a rig with proxy=True"
     producer, workers, before = _start(rig, rate, concurrency)
     cut_at = rig.ledger.record("cut", "-", mode)
@@ -112,7 +113,7 @@ def unreachable(rig: Rig, *, outage_s: float, mode: str, rate: float = 100.0,
     rig.proxy.heal()
     healed_at = rig.ledger.record("heal", "-", mode)
     out = _finish(rig, producer, workers, cut_at, healed_at, cut_at - BASELINE_S,
-                  beat_max_age_s)
+                  beat_max_age_s, drain_s)
     fenced = sum(w.log_path.read_text(errors="replace").count("lost its lease") for w in workers)
     return {"scenario": "redis_unreachable", "mode": mode, "outage_s": outage_s, "rate": rate,
             "pickup_ms_before": before, "leases_lost": fenced, **out}
