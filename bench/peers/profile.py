@@ -61,7 +61,8 @@ def drain(url: str, r: redis.Redis, redis_pid: int, args: argparse.Namespace) ->
     if args.py_spy:
         argv = [shutil.which("py-spy") or "py-spy", "record", "-r", str(SAMPLE_RATE_HZ), "-o",
                 str(args.py_spy), "--format", "raw", "--", *argv]
-    env = {**os.environ, "CONVEYOR_REDIS_URL": url, "PYTHONPATH": str(ROOT / "bench")}
+    path = os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "CONVEYOR_REDIS_URL": url, "PYTHONPATH": path}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while r.llen("queue:default") == args.jobs:  # the window opens at the first fetch
