@@ -71,11 +71,13 @@ class RedisServer:
         data_dir: Path | None = None,
         *,
         appendonly: bool = False,
+        appendfsync: str = "everysec",
     ) -> None:
         self.binary = binary or find_server_binary()
         self._owns_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="conveyor-test-redis-"))
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._started = False
@@ -125,7 +127,7 @@ class RedisServer:
         args = [
             str(self.binary), "--port", str(self.port), "--bind", HOST, "--dir", str(self.data_dir),
             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec", "--daemonize", "no", "--logfile", str(log),
+            "--appendfsync", self.appendfsync, "--daemonize", "no", "--logfile", str(log),
         ]  # fmt: skip
         with open(log, "ab") as out:
             self._process = subprocess.Popen(

@@ -180,6 +180,29 @@ def worker(
                                          max_tasks_per_child, max_rss_mb)
     run_worker(application, queues, concurrency=concurrency, strict=strict, observers=observers,
                executor_options=executor_options, queue_executors=_queue_executors(executor))
+    _exit_if_job_threads_remain()
+
+
+def _exit_if_job_threads_remain() -> None:
+    """Exit now if job threads outlived the grace period.
+
+    A thread cannot be killed, and the interpreter would wait for the thread pool's threads at
+    exit. Their jobs were already handed back to their queues, so waiting would let another
+    worker run them while this one still does (issue 9, scenario 2).
+    """
+    import os
+    import threading
+
+    stuck = [t for t in threading.enumerate()
+             if t.name.startswith("conveyor-job") and t.is_alive()]
+    if stuck:
+        logging.getLogger("conveyor.worker").warning(
+            "exiting with %d job thread(s) still running; their jobs were handed back to "
+            "their queues", len(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _queue_executors(values: list[str] | None) -> dict[str, str]:

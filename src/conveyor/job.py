@@ -217,4 +217,16 @@ def parse_job(raw: bytes, queue: str, token: str = "") -> Job:
     kwargs = data.get("kwargs")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise MalformedJob(f"'kwargs' must be an object, got {type(kwargs).__name__}")
+    _check_numbers(data)
     return Job(raw=raw, data=data, queue=queue, token=token)
+
+
+def _check_numbers(data: dict[str, Any]) -> None:
+    """The fields the worker computes with must have their types, or the job would run (and
+    fail, and retry) on garbage, or wedge its worker slot (issue 9, scenario 8)."""
+    count = data.get("retry_count")
+    if count is not None and (type(count) is not int or count < 0):
+        raise MalformedJob(f"'retry_count' must be a non-negative integer, got {count!r:.40}")
+    timeout = data.get("timeout")
+    if timeout is not None and (type(timeout) not in (int, float) or not 0 < timeout < math.inf):
+        raise MalformedJob(f"'timeout' must be a positive number of seconds, got {timeout!r:.40}")

@@ -23,6 +23,7 @@ RECOVERIES_WINDOW_S = 72 * 3600
 SCHEDULER_INTERVAL_S = 1.0
 SCHEDULER_BATCH = 500
 IDLE_BLOCK_S = 1.0  # how long an idle worker blocks on Redis before checking for shutdown
+REDIS_TIMEOUT_S = 5.0  # a Redis command with no answer by then fails (as "unreachable")
 
 STATUS_TTL_S = 7 * 24 * 3600
 MAX_RESULT_BYTES = 512 * 1024
@@ -59,12 +60,14 @@ class Settings:
     max_recoveries: int = MAX_RECOVERIES
     scheduler_interval_s: float = SCHEDULER_INTERVAL_S
     idle_block_s: float = IDLE_BLOCK_S
+    redis_timeout_s: float = REDIS_TIMEOUT_S
     status_ttl_s: int = STATUS_TTL_S
     dead_max_jobs: int = DEAD_MAX_JOBS
     dead_timeout_s: int = DEAD_TIMEOUT_S
     max_retries: int = MAX_RETRIES
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
     unknown_classes: str = UNKNOWN_CLASSES
+    allow_eviction: bool = False  # run on a Redis whose maxmemory-policy can drop jobs
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -80,6 +83,8 @@ class Settings:
                 values[f.name] = float(raw)
             elif f.type in ("int",):
                 values[f.name] = int(raw)
+            elif f.type in ("bool",):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
             else:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})

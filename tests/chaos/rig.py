@@ -35,10 +35,10 @@ SUBMIT_BATCH = 500
 class Rig:
     def __init__(self, ledger_url: str, *, env: Mapping[str, str] | None = None,
                  proxy: bool = False, appendonly: bool = True, executors: str = "thread,asyncio",
-                 log_dir: Path | None = None, redis_config: Mapping[str, str] | None = None
-                 ) -> None:
+                 log_dir: Path | None = None, redis_config: Mapping[str, str] | None = None,
+                 appendfsync: str = "everysec") -> None:
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="conveyor-chaos-"))
-        self.server = RedisServer(appendonly=appendonly)
+        self.server = RedisServer(appendonly=appendonly, appendfsync=appendfsync)
         self.server.start()
         self.r = redis.Redis.from_url(self.server.url)
         for name, value in (redis_config or {}).items():

@@ -43,9 +43,6 @@ def test_unknown_types_and_dotted_paths_are_dead_lettered(result: dict[str, Any]
         "UnknownJobType"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 F3/F4: a non-integer retry_count wedges the job "
-                   "in flight and leaks a worker slot; a non-numeric timeout runs the job, then "
-                   "fails and retries it; fixed by the job.py/orchestrator diff in the report")
 def test_every_malformed_entry_is_dead_lettered_before_running(result: dict[str, Any]) -> None:
     assert result["hostile_runs"] == 0
     assert result["dead_by_reason"].get("MalformedJob") == result["expected_dead"]["MalformedJob"]

@@ -32,9 +32,6 @@ def test_a_job_that_kills_its_worker_process_is_buried_after_three_losses(
     _check(result)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 F2: a child-process crash (WorkerLost) takes the "
-                   "ordinary retry path (25 retries over weeks) instead of counting as a lost "
-                   "worker; fixed by the orchestrator/broker diff in the issue 9 report")
 @pytest.mark.parametrize("executor", ["process", "fork"])
 def test_a_job_that_kills_its_executor_child_is_buried_after_three_losses(
         make_rig: Callable[..., Rig], executor: str) -> None:

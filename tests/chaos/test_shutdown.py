@@ -43,9 +43,6 @@ def test_term_hands_each_long_job_back_exactly_once(result: dict[str, Any]) -> N
     assert result["long_starts"] == [2, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 F1: after the grace period the worker waits for "
-                   "its job threads before exiting, so handed-back jobs run twice at once; "
-                   "fixed by the cli.py diff in the issue 9 report")
 def test_worker_exits_at_the_end_of_its_grace_without_running_handed_back_jobs(
         result: dict[str, Any]) -> None:
     assert result["exit_after_term_s"] < GRACE_S + 1.5

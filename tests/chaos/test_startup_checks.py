@@ -14,8 +14,6 @@ from .rig import Rig
 
 pytestmark = [
     pytest.mark.chaos, pytest.mark.timeout(60),
-    pytest.mark.xfail(strict=True, reason="issue 9 F5: no startup check of the Redis server; "
-                      "fixed by the broker/checks.py diff in the issue 9 report"),
 ]
 
 

@@ -161,9 +161,9 @@ async def test_cancelling_a_running_job(build, flavor, tmp_path):
 
 
 @pytest.mark.parametrize("crash", ["Exit", "Segfault"])
+@pytest.mark.parametrize("flavor", [f for f in FLAVORS if f.isolating], indirect=True,
+                         ids=[f.name for f in FLAVORS if f.isolating])
 async def test_a_crash_fails_only_that_job(build_own, flavor, crash):
-    if not flavor.isolating:
-        pytest.skip(f"{flavor.name} runs jobs in the worker's own process: no crash isolation")
     ex = await build_own()
     outcome = await ex.run(job(crash, 3) if crash == "Exit" else job(crash))
     assert isinstance(outcome.error, WorkerLost), outcome

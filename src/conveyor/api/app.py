@@ -26,7 +26,7 @@ from ..app import App
 from ..metrics import AdminCollector, ApiMetrics
 from . import dashboard, errors, flow, routes_admin, routes_jobs
 from .auth import Authenticator, require
-from .config import ApiConfig
+from .config import API_REDIS_TIMEOUT_S, ApiConfig
 from .config import Scope as AuthScope
 from .limits import BodyLimitMiddleware, SecurityHeadersMiddleware
 from .models import UNIQUE_FIELDS
@@ -94,6 +94,9 @@ def create_app(config: ApiConfig, app: App | None = None) -> FastAPI:
     """The API and dashboard for ``app`` (its registry and Redis settings) under ``config``."""
     config.check()
     application = app or App()
+    # Answer 503 quickly instead of waiting on a Redis that does not answer (issue 9, F6).
+    application.settings = application.settings.with_(
+        redis_timeout_s=min(application.settings.redis_timeout_s, API_REDIS_TIMEOUT_S))
     inspector = Inspector(application.client.sync)
     state = ApiState(config, application, inspector, Authenticator(config),
                      ThroughputHistory(config.history_sample_s))

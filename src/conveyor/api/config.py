@@ -23,6 +23,7 @@ DEFAULT_PORT = 8181
 MAX_BODY_BYTES = 1024 * 1024  # requests larger than this get 413 before their body is read
 REQUEST_RECEIVE_DEADLINE_S = 15.0  # time a client gets to send one whole request
 KEEP_ALIVE_S = 5.0  # an idle kept-alive connection is closed after this
+API_REDIS_TIMEOUT_S = 1.0  # a Redis call slower than this answers 503 (Redis is unreachable)
 SESSION_TTL_S = 8 * 3600
 MIN_TOKEN_CHARS = 24
 GENERATED_TOKEN_BYTES = 24

@@ -17,12 +17,13 @@ import redis.asyncio as aioredis
 
 from ..errors import BrokerError
 from ..keys import Keys
-from ..settings import Settings
+from ..settings import RECOVERIES_WINDOW_S, Settings
 from .scripts import SCRIPT_NAMES, source
 
 ENQUEUE_CHUNK = 500  # jobs per enqueue script call; bounds the script's run time
 RECOVER_MAX_WORKERS = 50  # expired workers handled per recover call
 SOCKET_CONNECT_TIMEOUT_S = 5.0
+BLOCKING_MARGIN_S = 1.0  # a blocking command's socket timeout exceeds its own timeout by this
 HEALTH_CHECK_INTERVAL_S = 30
 
 
@@ -76,10 +77,15 @@ class Failure:
     error_message: str = ""
 
 
-def _connection_kwargs() -> dict[str, Any]:
+def _connection_kwargs(settings: Settings, blocking_s: float = 0.0) -> dict[str, Any]:
+    """Connection options; ``blocking_s`` is the longest blocking command the caller sends.
+    Without an explicit socket timeout redis-py waits 5 s for an unreachable Redis, which is
+    too long for the API (issue 9, F6)."""
+    timeout = settings.redis_timeout_s
     return {
         "decode_responses": False,
-        "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S,
+        "socket_connect_timeout": min(SOCKET_CONNECT_TIMEOUT_S, timeout),
+        "socket_timeout": max(timeout, blocking_s + BLOCKING_MARGIN_S) if blocking_s else timeout,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
     }
 
@@ -125,7 +131,7 @@ class _Args:
     def recover(self, mode: str, wid: str = "") -> tuple[list[str], list[Any]]:
         keys = [self.k.leases, self.k.workers, self.k.queues, self.k.quarantine, self.k.worker_info]
         args = [mode, wid, self.k.own(""), self.k.queue_prefix, self.s.max_recoveries,
-                72 * 3600, self.s.status_ttl_s, RECOVER_MAX_WORKERS]
+                RECOVERIES_WINDOW_S, self.s.status_ttl_s, RECOVER_MAX_WORKERS]
         return keys, args
 
     def promote(self, source_key: str, limit: int) -> tuple[list[str], list[Any]]:
@@ -167,7 +173,7 @@ class SyncBroker:
         self.keys = Keys(namespace or self.settings.namespace)
         # Typed Any: redis-py's stubs give unions of bytes/str and sync/async replies, while
         # these clients always answer bytes (decode_responses=False).
-        self.redis: Any = redis.Redis.from_url(url, **_connection_kwargs())
+        self.redis: Any = redis.Redis.from_url(url, **_connection_kwargs(self.settings))
         self._args = _Args(self.keys, self.settings)
         self.scripts = {name: self.redis.register_script(source(name)) for name in SCRIPT_NAMES}
 
@@ -271,7 +277,8 @@ class AsyncBroker:
         self.settings = settings or Settings()
         self.keys = Keys(namespace or self.settings.namespace)
         self.redis: Any = aioredis.Redis.from_url(
-            url, max_connections=max_connections, **_connection_kwargs()
+            url, max_connections=max_connections,
+            **_connection_kwargs(self.settings, blocking_s=self.settings.idle_block_s)
         )
         self._args = _Args(self.keys, self.settings)
         self.scripts = {name: self.redis.register_script(source(name)) for name in SCRIPT_NAMES}
@@ -320,6 +327,19 @@ class AsyncBroker:
 
     async def fail(self, wid: str, failure: Failure) -> bool:
         return bool(await self._run("fail", *self._args.fail(wid, failure)))
+
+    async def count_loss(self, jid: str) -> int:
+        """Count one more lost worker for job ``jid`` (the counter ``recover.lua`` keeps for
+        lease recoveries, with the same window); return the new count."""
+        key = self.keys.recoveries(jid)
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.expire(key, RECOVERIES_WINDOW_S)
+            count, _ = await pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        return int(count)
 
     async def promote(self, source_key: str, limit: int) -> tuple[int, bool]:
         moved, more = await self._run("promote", *self._args.promote(source_key, limit))

@@ -33,9 +33,10 @@ import redis
 from ..activejob import Call, job_type, resolve
 from ..app import App, JobSpec
 from ..broker import AsyncBroker, Failure, Fetched, SyncBroker
+from ..broker.checks import check_server
 from ..context import JobContext
 from ..deadletter import dead_entry
-from ..errors import BrokerError, Cancelled, MalformedJob, Retry, UnknownJobType
+from ..errors import BrokerError, Cancelled, MalformedJob, Retry, UnknownJobType, WorkerLost
 from ..executors import Executor, Outcome, Task, create_executor
 from ..flow.keytemplate import KeyTemplateError
 from ..interop import UnknownClassPolicy
@@ -220,6 +221,13 @@ class Worker:
             url = await asyncio.to_thread(resolve_redis_url, self.settings)
         self.broker = AsyncBroker(url, self.settings, max_connections=len(self.queue_names) + 16)
         self.sync_broker = SyncBroker(url, self.settings)
+        try:
+            await asyncio.to_thread(check_server, self.sync_broker.redis,
+                                    self.settings.allow_eviction)
+        except BaseException:
+            await self.broker.close()
+            self.sync_broker.close()
+            raise
         await asyncio.to_thread(self.unknown.check_start, self.sync_broker, self.queue_names)
         await asyncio.to_thread(self.sync_broker.register, self.identity, dumps(self.info()))
 
@@ -413,15 +421,15 @@ class Worker:
 
     async def _execute(self, job: Job, call: Call) -> Outcome:
         spec = call.spec
-        ctx = JobContext(job.jid, job.name, job.queue, job.attempt, job.data,
-                         _report=self._report)
-        self.contexts[job.jid] = ctx
-        timeout = job.data.get("timeout") or spec.timeout
-        task = Task(spec.name, call.args, call.kwargs, timeout, key=job.jid, context=ctx)
-        self.observers.started(job, spec)
         outcome: Outcome | None = None
         result = "completed"
-        try:
+        try:  # everything inside: whatever raises, the slot is freed (issue 9, scenario 8)
+            ctx = JobContext(job.jid, job.name, job.queue, job.attempt, job.data,
+                             _report=self._report)
+            self.contexts[job.jid] = ctx
+            timeout = job.data.get("timeout") or spec.timeout
+            task = Task(spec.name, call.args, call.kwargs, timeout, key=job.jid, context=ctx)
+            self.observers.started(job, spec)
             kind = self.queue_executors.get(job.queue) or spec.executor_kind
             outcome = await (await self._executor_for(kind)).run(task)
             if outcome.ok:
@@ -485,6 +493,8 @@ class Worker:
                               "cancelled while running")
             await self._record_failure(failure)
             return "cancelled"
+        if isinstance(error, WorkerLost) and await self._bury_if_lost_too_often(job, outcome):
+            return "dead"
         explicit = error.delay if isinstance(error, Retry) else None
         retry_override = spec.retry if job.data.get("retry") is None else None
         decision = decide(job.raw, job.queue, outcome.error_class, outcome.message,
@@ -497,6 +507,20 @@ class Worker:
                                            decision.delay_s, outcome.error_class,
                                            scrub_message(outcome.message)))
         return decision.mode
+
+    async def _bury_if_lost_too_often(self, job: Job, outcome: Outcome) -> bool:
+        """An executor child that died counts as a lost worker, like a lease recovery: past
+        ``max_recoveries`` losses the job is a poison pill and goes to the dead set at once
+        (instead of retrying for weeks and killing a child each time)."""
+        losses = await self.broker.count_loss(job.jid)
+        if losses <= self.settings.max_recoveries:
+            return False
+        message = f"worker lost {losses} times; last: {outcome.message}"
+        dead_raw, jid = dead_entry(job.raw, "WorkerLost", message, job.queue)
+        log.error("job %s %s buried: %s", job.name, job.jid, message[:200])
+        await self._record_failure(Failure(job.token, jid or job.jid, "dead", dead_raw, 0.0,
+                                           "WorkerLost", scrub_message(message)))
+        return True
 
     async def _record_failure(self, failure: Failure) -> None:
         while True:
