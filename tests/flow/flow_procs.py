@@ -22,10 +22,17 @@ STOP_TIMEOUT_S = 15
 
 def spawn(redis_url: str, *args: str) -> subprocess.Popen[bytes]:
     """``python -m conveyor <args>`` on flow_app, output appended to a log for post-mortems."""
+    return run_python(redis_url, "-m", "conveyor", *args)
+
+
+def run_python(redis_url: str, *args: str) -> subprocess.Popen[bytes]:
+    """``python <args>`` with the flow tests' environment (fast timers, this folder and
+    ``tests/`` importable), output appended to the log."""
     env = {**os.environ, **FAST_ENV, "CONVEYOR_REDIS_URL": redis_url,
-           "LEDGER_REDIS_URL": redis_url, "PYTHONPATH": str(HERE)}
+           "LEDGER_REDIS_URL": redis_url,
+           "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
     with LOG.open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "conveyor", *args], env=env,
+        return subprocess.Popen([sys.executable, *args], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -13,9 +13,15 @@ measurements behind the choice.
   best-effort ``DELETE /v1/jobs/<jid>`` asks the sidecar to drop the job.
 * Cancellation aborts the call and sends the same ``DELETE``.
 * Failures of the sidecar itself (unreachable, connection dropped, HTTP 5xx, an answer that is
-  not the protocol's) fail the task with ``WorkerLost`` and count in a circuit breaker
-  (``_breaker``); while it is open, tasks fail at once with ``CircuitOpen``. Both go through the
-  worker's normal retries. A job's own exception does not count: the sidecar worked.
+  not the protocol's) fail the task with ``WorkerLost`` and count in a circuit breaker. A job's
+  own exception does not count: the sidecar worked. The breaker of a sidecar that several
+  workers may call (``url=``, or any sidecar given ``name=``) is shared in Redis as
+  ``sidecar:<name or url>`` (``conveyor.flow.sidecar``): in a worker, the admission gate checks
+  it before each job declared ``executor="http"`` and, while it is open, defers the job to the
+  time a probe may go through (not a failure, not a retry); this executor classifies each call
+  and the gate records it. Calls no gate admitted (pipelines, no Redis, queue overrides) and
+  supervised sidecars without ``name=`` (private to this worker) use the local breaker
+  (``_breaker``): while it is open, tasks fail at once with ``CircuitOpen`` (retried).
 * With ``command=`` the executor launches the sidecar itself and supervises it
   (``_supervisor``): waits for ``GET /v1/health``, restarts it when it dies (``stats().restarts``)
   and closes the breaker when it is healthy again.
@@ -33,6 +39,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import CircuitOpen, ConfigurationError, ExecutorClosed, JobTimeout, WorkerLost
+from ..flow import sidecar as shared
+from ..flow.breaker import Breaker
 from ..job import dumps, loads
 from . import register_executor
 from ._breaker import CircuitBreaker
@@ -63,7 +71,8 @@ class HttpExecutor(Executor):
                  *, url: str | None = None, command: str | Sequence[str] | None = None,
                  env: Mapping[str, str] | None = None, cwd: str | None = None,
                  startup_timeout_s: float = 30.0, breaker: CircuitBreaker | None = None,
-                 failure_threshold: int = 5, reset_after_s: float = 5.0) -> None:
+                 failure_threshold: int = 5, reset_after_s: float = 5.0,
+                 name: str | None = None) -> None:
         super().__init__(functions, capacity or DEFAULT_CAPACITY)
         if url is None and command is None:
             raise ConfigurationError("the http executor needs url= (a running sidecar) or "
@@ -75,6 +84,12 @@ class HttpExecutor(Executor):
         self.command = [part.replace("{port}", str(port)) for part in command or ()]
         self.env, self.cwd, self.startup_timeout_s = env, cwd, startup_timeout_s
         self.breaker = breaker or CircuitBreaker(failure_threshold, reset_after_s)
+        self.guard: shared.SidecarGuard | None = None
+        if name is not None or url is not None:
+            policy = Breaker(failures=self.breaker.failure_threshold,
+                             open_s=self.breaker.reset_after_s,
+                             half_open_probes=self.breaker.half_open_calls)
+            self.guard = shared.SidecarGuard(name or self.url, policy)
         self.supervisor: SidecarSupervisor | None = None
         self._slots = asyncio.Semaphore(self.capacity)
         self._running: dict[str, asyncio.Future[HttpResponse]] = {}
@@ -94,6 +109,8 @@ class HttpExecutor(Executor):
             Http1Pool(parts.hostname, parts.port or 80, size, connect_timeout_s=CONNECT_TIMEOUT_S,
                       idle_expiry_s=KEEPALIVE_EXPIRY_S, headers=headers)
             for size in (self.capacity, CONTROL_CONNECTIONS))
+        if self.guard is not None:
+            self.guard = shared.register(self.functions, self.kind, self.guard)
         if self.command:
             self.supervisor = SidecarSupervisor(
                 self.command, self.url + HEALTH_PATH, self.healthy, env=self.env, cwd=self.cwd,
@@ -120,7 +137,7 @@ class HttpExecutor(Executor):
         async with self._slots:
             started = time.monotonic()
             queued = started - task.submitted
-            if not self.breaker.allow():
+            if not self._covered(task) and not self.breaker.allow():
                 return self._record(Outcome.failure(self._open_error(), 0.0, queued, []))
             self._stats.in_flight += 1
             self._drained.clear()
@@ -141,38 +158,55 @@ class HttpExecutor(Executor):
         try:
             response = await asyncio.wait_for(call, limit)
         except TimeoutError:
-            self.breaker.record_neutral()
+            self._count(task, "neutral")
             self._cancel_remote(task.key)
             timeout = JobTimeout(f"job {task.name!r} ran past its timeout of {task.timeout}s; "
                                  f"the call to the sidecar at {self.url} was aborted")
             return Outcome.failure(timeout, time.monotonic() - started, queued, [])
         except asyncio.CancelledError:
-            self.breaker.record_neutral()
+            self._count(task, "neutral")
             self._cancel_remote(task.key)
             if key in self._cancelling:
                 self._cancelling.discard(key)
                 return cancelled_outcome(started, queued)
             raise
         except HttpFailure as exc:
-            self.breaker.record_failure()
+            self._count(task, "failure")
             error = WorkerLost(f"the call to the sidecar at {self.url} for job {task.name!r} "
                                f"failed: {exc}")
             return Outcome.failure(error, time.monotonic() - started, queued, [])
-        return self._read(response, time.monotonic() - started, queued)
+        return self._read(task, response, time.monotonic() - started, queued)
 
-    def _read(self, response: HttpResponse, duration: float, queued: float) -> Outcome:
+    def _covered(self, task: Task) -> bool:
+        """Did the worker's gate admit this task through the shared breaker?"""
+        return self.guard is not None and bool(task.key) and self.guard.covers(task.key)
+
+    def _count(self, task: Task, outcome: str) -> None:
+        """A call's verdict for the breaker: noted for the gate (shared), or counted here."""
+        if self._covered(task):
+            assert self.guard is not None
+            self.guard.note(task.key, outcome)
+        elif outcome == "failure":
+            self.breaker.record_failure()
+        elif outcome == "success":
+            self.breaker.record_success()
+        else:
+            self.breaker.record_neutral()
+
+    def _read(self, task: Task, response: HttpResponse, duration: float,
+              queued: float) -> Outcome:
         try:
             data = loads(response.body)
         except ValueError:
             data = None
         status = data.get("status") if isinstance(data, dict) else None
         if response.status >= 500 or status not in ("ok", "error"):
-            self.breaker.record_failure()
+            self._count(task, "failure")
             text = response.text[:MAX_ERROR_BODY_CHARS]
             error = WorkerLost(f"the sidecar at {self.url} answered HTTP {response.status} "
                                f"without a job result: {text}")
             return Outcome.failure(error, duration, queued, [])
-        self.breaker.record_success()
+        self._count(task, "success")
         assert isinstance(data, dict)
         if status == "ok":
             return Outcome.success(data.get("result"), duration, queued)
@@ -222,6 +256,8 @@ class HttpExecutor(Executor):
         for call in list(self._running.values()):
             call.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.guard is not None:
+            shared.unregister(self.functions, self.kind, self.guard)
         if self.supervisor is not None:
             await self.supervisor.stop()
         self._pool.close()

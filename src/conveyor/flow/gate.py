@@ -13,6 +13,10 @@ the rate limits together and either takes a slot from each, or refuses with a wa
 
 After the job ran, :meth:`Gate.settle` gives back its concurrency slots and records the outcome in
 its breaker. If Redis is unreachable the gate keeps asking (fail closed: nothing runs unchecked).
+
+Jobs of a type declared with ``executor="http"`` also pass the breaker of their sidecar when the
+worker's http executor shares one (``sidecar.py``): it is one more breaker check in the same
+call, and the call's outcome, as the executor classified it, is recorded after the job.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ..job import Job, loads
 from .breaker import Breaker
 from .keytemplate import KeyTemplate
 from .policy import FlowPolicy
+from .sidecar import SidecarGuard, guard_for
 
 if TYPE_CHECKING:
     from ..app import App, JobSpec
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from ..executors import Outcome
 
 log = logging.getLogger("conveyor.flow")
+EMPTY_POLICY = FlowPolicy()
 HOLD_MAX_S = 0.5
 HOLD_BUDGET_S = 2.0
 BROKER_RETRY_PAUSE_S = 0.5
@@ -54,6 +60,10 @@ class Ticket:
     breaker_name: str = ""
     breaker_key: str = ""
     probe: bool = False
+    jid: str = ""
+    sidecar: SidecarGuard | None = None
+    sidecar_key: str = ""
+    recorded: set[str] = field(default_factory=set)  # breakers settled (a retry skips them)
 
 
 @dataclass
@@ -76,6 +86,7 @@ class Gate:
 
     def __init__(self, broker: AsyncBroker, app: App, wid: str) -> None:
         self.broker = broker
+        self.app = app
         self.wid = wid
         self.declared = {name: FlowPolicy.from_options(spec.options)
                          for name, spec in app.registry.items()}
@@ -86,8 +97,18 @@ class Gate:
 
     # --- policies --------------------------------------------------------------------------
     def policy(self, name: str) -> FlowPolicy | None:
-        """The policy in force for a job type, or None when it has none."""
-        return self._effective.get(name)
+        """The policy in force for a job type, or None when it has none (a job type on a
+        sidecar with a shared breaker always has one, maybe empty)."""
+        policy = self._effective.get(name)
+        if policy is None and self._sidecar(name) is not None:
+            return EMPTY_POLICY
+        return policy
+
+    def _sidecar(self, name: str) -> SidecarGuard | None:
+        spec = self.app.registry.get(name)
+        if spec is None or spec.executor_kind != "http":
+            return None
+        return guard_for(self.app.functions, "http")
 
     def set_runtime(self, runtime: dict[str, dict[str, Any]]) -> None:
         effective = {}
@@ -133,7 +154,7 @@ class Gate:
                 return name
             return KeyTemplate(template).render(name, job.queue, args, kwargs, spec.fn)
 
-        ticket = Ticket(f"{self.wid}|{job.token}")
+        ticket = Ticket(f"{self.wid}|{job.token}", jid=job.jid)
         checks: list[Any] = []
         waits_on: set[str] = set()
         if policy.breaker is not None:
@@ -141,6 +162,10 @@ class Gate:
             ticket.breaker, ticket.breaker_name = policy.breaker, breaker
             ticket.breaker_key = k.breaker(breaker)
             checks += policy.breaker.lua_check(ticket.breaker_key, f"breaker {breaker}")
+        guard = self._sidecar(name)
+        if guard is not None:
+            ticket.sidecar, ticket.sidecar_key = guard, k.breaker(guard.name)
+            checks += guard.policy.lua_check(ticket.sidecar_key, f"breaker {guard.name}")
         for c in policy.concurrency_limits:
             key = logical(c.key)
             ticket.concurrency_keys.append(k.concurrency(key))
@@ -183,6 +208,8 @@ class Gate:
                 code = int(reply[0])
                 if code == 1:
                     plan.ticket.probe = bool(int(reply[1]))
+                    if plan.ticket.sidecar is not None:
+                        plan.ticket.sidecar.admitted(job.jid)
                     return plan.ticket
                 if code == -2:
                     return None
@@ -209,6 +236,8 @@ class Gate:
                 await asyncio.sleep(BROKER_RETRY_PAUSE_S)
         log.error("could not release the flow slots of %s; they free when this worker stops",
                   ticket.holder)
+        if ticket.sidecar is not None:
+            ticket.sidecar.settle(ticket.jid)
 
     async def _settle_once(self, ticket: Ticket, outcome: Outcome) -> None:
         if ticket.concurrency_keys:
@@ -219,18 +248,38 @@ class Gate:
                 await pipe.execute()
             except redis.ConnectionError as exc:
                 raise BrokerError(str(exc)) from exc
-        if ticket.breaker is None:
+        if ticket.breaker is not None:
+            if outcome.ok:
+                result = "success"
+            elif isinstance(outcome.error, Cancelled):
+                result = "neutral"
+            else:
+                result = ("failure" if ticket.breaker.counts_as_failure(outcome.error)
+                          else "success")
+            await self._record(ticket, ticket.breaker, ticket.breaker_name,
+                               ticket.breaker_key, result)
+        if ticket.sidecar is not None:
+            # peeked, not popped, until it is recorded: a retried settle records the same
+            result = ticket.sidecar.peek(ticket.jid)
+            await self._record(ticket, ticket.sidecar.policy, ticket.sidecar.name,
+                               ticket.sidecar_key, result)
+            ticket.sidecar.settle(ticket.jid)
+
+    async def _record(self, ticket: Ticket, policy: Breaker, name: str, key: str,
+                      result: str) -> None:
+        if key in ticket.recorded:
             return
-        if outcome.ok:
-            result = "success"
-        elif isinstance(outcome.error, Cancelled):
-            result = "neutral"
-        else:
-            result = "failure" if ticket.breaker.counts_as_failure(outcome.error) else "success"
-        args = ticket.breaker.record_args(ticket.breaker_name, result, ticket.probe,
-                                          ticket.holder if ticket.probe else "")
-        await self.broker.script("breaker_record",
-                                 [ticket.breaker_key, self.broker.keys.breakers], args)
+        probe = ticket.probe
+        if probe and ticket.breaker is not None and ticket.sidecar is not None:
+            # admit.lua says only that some breaker took a probe slot; ask this one
+            try:
+                found = await self.broker.redis.zscore(key + ":probes", ticket.holder)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise BrokerError(str(exc)) from exc
+            probe = found is not None
+        args = policy.record_args(name, result, probe, ticket.holder if probe else "")
+        await self.broker.script("breaker_record", [key, self.broker.keys.breakers], args)
+        ticket.recorded.add(key)
 
 
 def _text(value: Any) -> str:
