@@ -44,6 +44,7 @@ class AdminCollector(Collector):
 
     def __init__(self, inspector: Any) -> None:
         self.inspector = inspector
+        self.breakers = BreakerCollector(inspector)  # circuit breakers (flow control)
 
     def collect(self) -> Iterator[Metric]:
         health = self.inspector.health()
@@ -61,6 +62,7 @@ class AdminCollector(Collector):
             yield from self._queues()
             yield from self._stats()
             yield from self._workers()
+            yield from self.breakers.collect()
         except (redis.RedisError, BrokerError, OSError):
             return
 
@@ -105,6 +107,52 @@ class AdminCollector(Collector):
             rss.add_metric([p.identity], p.rss_kb * 1024.0)
             beat.add_metric([p.identity], max(0.0, now - p.beat))
         yield from (count, busy, cap, util, rss, beat)
+
+
+# --- circuit breakers (conveyor.flow) ---------------------------------------------------------
+BREAKER_STATE_VALUES = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
+
+
+class BreakerCollector(Collector):
+    """``conveyor_breaker_state`` and ``conveyor_breaker_transitions`` of every circuit breaker,
+    job types' and HTTP sidecars' alike, read through ``Inspector.flow`` at scrape time.
+
+    Transitions are counted from each breaker's event log in Redis (its last ``EVENTS_KEPT``
+    transitions): events newer than the last scrape's are added, so the counter grows by what
+    happened between scrapes, starts with the retained history, and restarts with the process
+    like any counter. A breaker that half-opened without anyone asking yet logged no event.
+    """
+
+    def __init__(self, inspector: Any) -> None:
+        self.inspector = inspector
+        self._seen: dict[str, tuple[float, int]] = {}  # name -> newest event counted, how many
+        self._counts: dict[tuple[str, str], int] = {}  # (name, state entered) -> transitions
+
+    def collect(self) -> Iterator[Metric]:
+        if not hasattr(type(self.inspector), "flow"):
+            return
+        from .flow.views import EVENTS_KEPT
+
+        state = _gauge("breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+                       ["name"])
+        moves = CounterMetricFamily("conveyor_breaker_transitions", "Circuit breaker state "
+                                    "changes, by the state entered", labels=["name", "to"])
+        for info in self.inspector.flow.breakers(events=EVENTS_KEPT):
+            state.add_metric([info.name], BREAKER_STATE_VALUES.get(info.state, 0.0))
+            self._count(info.name, info.events)
+            for to in BREAKER_STATE_VALUES:
+                moves.add_metric([info.name, to], self._counts.get((info.name, to), 0))
+        yield from (state, moves)
+
+    def _count(self, name: str, events: list[tuple[float, str]]) -> None:
+        last, at_last = self._seen.get(name, (float("-inf"), 0))
+        same = [st for ts, st in events if ts == last]
+        new = [st for ts, st in events if ts > last] + same[: max(0, len(same) - at_last)]
+        for st in new:
+            self._counts[(name, st)] = self._counts.get((name, st), 0) + 1
+        if events:
+            newest = max(ts for ts, _ in events)
+            self._seen[name] = (newest, sum(1 for ts, _ in events if ts == newest))
 
 
 class ApiMetrics:

@@ -17,6 +17,7 @@ from .gate import rate_key_suffix
 from .keytemplate import KeyTemplate
 from .policy import FlowPolicy, normalize_override
 from .views import (
+    EVENTS_SHOWN,
     BreakerInfo,
     CronInfo,
     LimitInfo,
@@ -103,13 +104,15 @@ class FlowAdmin:
         return out
 
     # --- breakers ---------------------------------------------------------------------------
-    def breakers(self) -> list[BreakerInfo]:
+    def breakers(self, events: int = EVENTS_SHOWN) -> list[BreakerInfo]:
+        """Every breaker (of job types and of sidecars) with its last ``events`` transitions
+        (up to ``EVENTS_KEPT`` are kept)."""
         names = {n.decode() for n in self.r.smembers(self.k.breakers)}
         for p in self.policies():
             policy = self._effective(p.declared, p.runtime)
             if policy.breaker is not None:
                 names.add(policy.breaker.name or p.job_type)
-        return [read_breaker(self.broker, n) for n in sorted(names)]
+        return [read_breaker(self.broker, n, events) for n in sorted(names)]
 
     def breaker(self, name: str) -> BreakerInfo:
         return read_breaker(self.broker, name)

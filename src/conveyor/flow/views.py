@@ -13,6 +13,7 @@ from typing import Any
 from ..job import loads
 
 EVENTS_SHOWN = 20
+EVENTS_KEPT = 100  # breaker_record.lua and admit.lua trim a breaker's event log to this
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,13 @@ def _json(text: str) -> Any:
         return text
 
 
-def read_breaker(broker: Any, name: str) -> BreakerInfo:
+def read_breaker(broker: Any, name: str, events_shown: int = EVENTS_SHOWN) -> BreakerInfo:
+    """A breaker's state and its last ``events_shown`` transitions (newest first)."""
     r, key = broker.redis, broker.keys.breaker(name)
     now = redis_now_ms(r)
     h = r.hgetall(key)
     window = r.hgetall(key + ":window")
-    events = [e.decode().split(" ", 1) for e in r.lrange(key + ":events", 0, EVENTS_SHOWN - 1)]
+    events = [e.decode().split(" ", 1) for e in r.lrange(key + ":events", 0, events_shown - 1)]
     state = _text(h, "state", "closed")
     until = int(_text(h, "open_until", "0") or 0)
     if state == "open" and now >= until:
