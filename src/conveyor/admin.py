@@ -104,6 +104,18 @@ class Health:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class Memory:
+    """How full Redis is: ``used_bytes`` of ``max_bytes`` (0: no ``maxmemory`` limit)."""
+
+    used_bytes: int
+    max_bytes: int
+
+    @property
+    def fraction(self) -> float:
+        return self.used_bytes / self.max_bytes if self.max_bytes else 0.0
+
+
 def _entry(set_name: str, raw: bytes, score: float) -> SetEntry:
     text = raw.decode("utf-8", "replace")
     try:
@@ -342,6 +354,11 @@ class Inspector:
         r = pipe.execute()
         return [{"date": d, "processed": int(r[2 * i] or 0), "failed": int(r[2 * i + 1] or 0)}
                 for i, d in enumerate(dates)]
+
+    def memory(self) -> Memory:
+        """Redis's memory use against its ``maxmemory`` (from ``INFO memory``)."""
+        info = self.r.info("memory")
+        return Memory(int(info.get("used_memory", 0)), int(info.get("maxmemory", 0)))
 
     def health(self) -> Health:
         try:

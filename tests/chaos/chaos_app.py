@@ -52,6 +52,11 @@ async def _async_job(uid: str, ms: int) -> int:
     return ms
 
 
+def _padded(uid: str, ms: int, pad: str) -> int:
+    """A job with a large argument, for the backlog scenarios (``pad`` only takes room)."""
+    return _sleep_job(uid, ms)
+
+
 def _fail(uid: str, ms: int = 0) -> None:
     record("start", uid)
     time.sleep(ms / 1000)
@@ -66,6 +71,7 @@ def _crash(uid: str) -> None:
 
 if "thread" in KINDS:
     app.job(_sleep_job, name="work", executor="thread")
+    app.job(_padded, name="padded", executor="thread")
     app.job(_crash, name="crash", executor="thread", retry=25)
     app.job(_fail, name="fail", executor="thread", retry=0)
 

@@ -23,6 +23,8 @@ DEFAULT_PORT = 8181
 MAX_BODY_BYTES = 1024 * 1024  # requests larger than this get 413 before their body is read
 REQUEST_RECEIVE_DEADLINE_S = 15.0  # time a client gets to send one whole request
 KEEP_ALIVE_S = 5.0  # an idle kept-alive connection is closed after this
+MEMORY_HIGH_WATER = 0.9  # submissions get 503 once Redis uses this share of its maxmemory
+MEMORY_CHECK_INTERVAL_S = 0.5  # how stale the API's reading of Redis's memory may be
 API_REDIS_TIMEOUT_S = 1.0  # a Redis call slower than this answers 503 (Redis is unreachable)
 SESSION_TTL_S = 8 * 3600
 MIN_TOKEN_CHARS = 24
@@ -107,6 +109,7 @@ class ApiConfig:
     extra_job_types: list[str] = field(default_factory=list)
     redact_keys: frozenset[str] | None = None
     history_sample_s: float = HISTORY_SAMPLE_S
+    memory_high_water: float = MEMORY_HIGH_WATER
 
     def check(self) -> None:
         """Refuse settings that would expose an unauthenticated server beyond this machine."""
@@ -118,6 +121,8 @@ class ApiConfig:
             raise ConfigurationError("--max-body-bytes must be at least 1024")
         if self.receive_deadline_s <= 0:
             raise ConfigurationError("--receive-deadline must be positive")
+        if not 0 < self.memory_high_water <= 1:
+            raise ConfigurationError("the memory high-water mark must be in (0, 1]")
 
     def ensure_token(self) -> str | None:
         """When nothing grants access, make an admin token and return it (to print once)."""

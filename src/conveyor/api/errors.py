@@ -62,7 +62,8 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _doc("The credentials do not allow this, or a cross-site request was refused"),
     413: _doc("The request body is larger than the limit"),
     422: _doc("A field is missing or invalid; `fields` names it"),
-    503: _doc("Redis is unreachable; retry after `Retry-After` seconds"),
+    503: _doc("Redis is unreachable, or nearly full (`redis_full`); retry after `Retry-After` "
+              "seconds"),
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _doc("No such job, queue entry or route")}
 

@@ -151,6 +151,7 @@ def _enqueue(st: ApiState, reqs: list[EnqueueRequest]) -> list[JobAccepted]:
     already there is answered with that job and its state."""
     from .. import tracing
 
+    st.admit_submissions()
     for req in reqs:
         spec = st.app.registry.get(req.name)
         queue = req.queue or (spec.queue if spec else "default")

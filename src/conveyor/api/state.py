@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 
 import redis
 
-from ..admin import Inspector
+from ..admin import Inspector, Memory
 from ..app import App
 from ..errors import BrokerError
 from .auth import Authenticator
-from .config import HISTORY_POINTS, ApiConfig
+from .config import HISTORY_POINTS, MEMORY_CHECK_INTERVAL_S, ApiConfig
+from .errors import ApiError
 from .models import History, HistoryPoint
 
 log = logging.getLogger("conveyor.api")
+RETRY_AFTER_FULL_S = 5  # what a refused producer is told to wait while Redis is nearly full
 
 
 class ThroughputHistory:
@@ -69,6 +71,32 @@ class ApiState:
     history: ThroughputHistory
     job_locks: dict[str, threading.Lock] = field(default_factory=dict)
     locks_guard: threading.Lock = field(default_factory=threading.Lock)
+    memory_guard: threading.Lock = field(default_factory=threading.Lock)
+    memory_seen: tuple[float, Memory] | None = None
+
+    def admit_submissions(self) -> None:
+        """Back-pressure before Redis is full: raise 503 (with Retry-After) while Redis uses
+        more than ``memory_high_water`` of its ``maxmemory``.
+
+        Under ``noeviction`` a full Redis refuses writes, and every producer then meets errors
+        in the middle of its work (a batch half in, a worker unable to record a result). Refusing
+        new submissions a little earlier keeps headroom for workers to drain the backlog. The
+        reading is at most ``MEMORY_CHECK_INTERVAL_S`` old, shared by all requests.
+        """
+        now = time.monotonic()
+        with self.memory_guard:
+            seen = self.memory_seen
+            if seen is None or now - seen[0] >= MEMORY_CHECK_INTERVAL_S:
+                seen = (now, self.inspector.memory())
+                self.memory_seen = seen
+        memory = seen[1]
+        if memory.max_bytes and memory.fraction >= self.config.memory_high_water:
+            raise ApiError(
+                503, "redis_full",
+                f"Redis uses {memory.used_bytes} of its {memory.max_bytes} bytes "
+                f"({memory.fraction:.0%}, over the {self.config.memory_high_water:.0%} "
+                "high-water mark): new jobs are refused until workers drain the backlog",
+                headers={"Retry-After": str(RETRY_AFTER_FULL_S)})
 
     def lock_for(self, key: str) -> threading.Lock:
         """A lock per idempotency key, so one process never enqueues a key twice."""

@@ -77,6 +77,15 @@ class Failure:
     error_message: str = ""
 
 
+def _full_or(exc: redis.ResponseError, url: str) -> Exception:
+    """Redis's OOM refusal as a BrokerError that says what to do; other errors unchanged."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return BrokerError(f"Redis at {url} is full (maxmemory reached) and refused the "
+                           "script before it ran: let workers drain the backlog, or raise "
+                           "maxmemory")
+    return exc
+
+
 def _connection_kwargs(settings: Settings, blocking_s: float = 0.0) -> dict[str, Any]:
     """Connection options; ``blocking_s`` is the longest blocking command the caller sends.
     Without an explicit socket timeout redis-py waits 5 s for an unreachable Redis, which is
@@ -185,6 +194,8 @@ class SyncBroker:
             return self.scripts[name](keys=keys, args=args, client=client)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        except redis.ResponseError as exc:
+            raise _full_or(exc, self.url) from exc
 
     def enqueue(self, items: Sequence[EnqueueItem]) -> tuple[int, int]:
         """Push jobs in chunks, all chunks in one round trip."""
@@ -205,6 +216,8 @@ class SyncBroker:
             replies = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        except redis.ResponseError as exc:
+            raise _full_or(exc, self.url) from exc
         for n, reply in enumerate(replies):
             pushed.add(reply, n * ENQUEUE_CHUNK)
         return pushed
@@ -292,6 +305,8 @@ class AsyncBroker:
             return await self.scripts[name](keys=keys, args=args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        except redis.ResponseError as exc:
+            raise _full_or(exc, self.url) from exc
 
     async def enqueue(self, items: Sequence[EnqueueItem]) -> tuple[int, int]:
         pushed = await self.push(items)
