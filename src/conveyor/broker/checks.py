@@ -6,6 +6,9 @@
   unless told otherwise (``allow_eviction``, ``CONVEYOR_ALLOW_EVICTION=1``), as BullMQ requires
   and Sidekiq warns.
 * AOF off: a Redis restart loses every job written since the last snapshot: a warning.
+* The server must be Redis 7.0 or later (or Valkey, which reports a Redis 7.2 compatible
+  version): the Lua scripts start with a shebang (``broker/scripts.py`` says why), which older
+  servers cannot load.
 
 Both come from ``INFO`` (not ``CONFIG GET``, which managed Redis services often refuse); a
 server that reports neither is not judged.
@@ -20,10 +23,23 @@ from ..errors import ConfigurationError
 
 log = logging.getLogger("conveyor.broker")
 SAFE_POLICY = "noeviction"
+MIN_REDIS_MAJOR = 7
+
+
+def _major(version: object) -> int | None:
+    text = version.decode() if isinstance(version, bytes) else str(version or "")
+    head = text.split(".", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 def check_server(redis: Any, allow_eviction: bool = False) -> list[str]:
     """Raise ConfigurationError for an evicting policy (unless allowed); return warnings."""
+    server = redis.info("server")
+    major = _major(server.get("redis_version"))
+    if major is not None and major < MIN_REDIS_MAJOR:
+        raise ConfigurationError(
+            f"Redis {server.get('redis_version')} is too old: Conveyor needs Redis "
+            f"{MIN_REDIS_MAJOR}.0 or later, or Valkey")
     memory = redis.info("memory")
     persistence = redis.info("persistence")
     policy = memory.get("maxmemory_policy")
