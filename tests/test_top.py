@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conveyor import App
-from conveyor.admin import Inspector, Stats
+from conveyor import App, latency
+from conveyor.admin import Inspector, RecentRuns, Stats
 from conveyor.settings import Settings
 from conveyor.testing import drain
 from conveyor.tui.top import (
     Sample,
     TopModel,
-    percentile,
+    latency_line,
     plain_line,
     read_sample,
     render,
@@ -78,9 +78,45 @@ def test_rates_sparkline_and_percentiles() -> None:
     assert model.rates() == [(10.0, 0.0), (30.0, 2.0)]
     assert sparkline([0, 5, 10], 3) == "▁▄█"
     assert sparkline([0, 0], 5) == "▁▁"
-    assert percentile([1, 2, 3, 4, 100], 50) == 3 and percentile([1, 2, 3, 4, 100], 99) == 100
-    assert percentile([], 99) == 0.0
     assert "(30.0/s)" in plain_line(model) and "failed=5 (2.0/s)" in plain_line(model)
+
+
+def _recent(runs: int, run_p50: float | None = None, run_p99: float | None = None,
+            reporting: int = 1) -> RecentRuns:
+    return RecentRuns(60.0, reporting, runs, {"completed": runs} if runs else {}, {}, run_p50,
+                      None, run_p99, 0.004, None, 2.5)
+
+
+def test_percentiles_are_of_finished_runs_not_of_busy_ones() -> None:
+    """Regression: p50/p99 used to be the running time of the jobs busy at the sample, which
+    says nothing about how long jobs take; now they are of the last minute's finished runs."""
+    model = TopModel()
+    model.update(Sample(t=1_700_000_000, stats=_stats(10, 0), recent=_recent(412, 0.0123, 1.5)))
+    frame = text_of(model)
+    assert "run p50 12.3ms  p99 1.5s" in frame and "wait p50 4.0ms  p99 2.5s" in frame
+    assert "(412 runs in the last 60s, 1 worker(s))" in frame
+    assert "run_p50=12.3ms run_p99=1.5s wait_p50=4.0ms wait_p99=2.5s" in plain_line(model)
+    assert "no job finished in the last 60s" in latency_line(_recent(0)).plain
+    assert "no worker publishes" in latency_line(_recent(0, reporting=0)).plain
+    assert "no worker publishes" in latency_line(None).plain
+
+
+def test_a_frame_shows_the_percentiles_workers_published(redis_url: str) -> None:
+    app = make_app(redis_url)
+    ins = Inspector(app.client.sync)
+    for _ in range(3):
+        app.enqueue("slow", args=[0.3])
+    with WorkerThread(app, concurrency=3):
+        wait_until(lambda: ins.recent_runs().runs == 3, what="three finished runs published")
+        model = TopModel()
+        model.update(read_sample(ins))
+    assert model.last is not None and model.last.recent.runs == 3
+    frame = text_of(model)
+    p50 = model.last.recent.run_p50_s
+    assert 0.3 / 1.2 < p50 < 0.5 and f"run p50 {p50 * 1000:.1f}ms" in frame
+    assert "(3 runs in the last 60s" in frame
+    assert model.last.processes[0].summary["layout"] == latency.LAYOUT
+    app.close()
 
 
 def test_keys_quit_pause_and_help() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from . import latency
 from .broker import SyncBroker
 from .client import JobStatus
 from .errors import BrokerError, JobNotFound
@@ -77,6 +78,30 @@ class ProcessInfo:
     labels: list[str]
     jobs: list[dict[str, Any]]
     executors: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict, repr=False)  # conveyor.latency wire
+
+
+@dataclass(frozen=True)
+class RecentRuns:
+    """Runs finished by the live workers in their recent window (``conveyor.latency``).
+
+    Percentiles are in seconds and None when no run was counted; they are read from log-spaced
+    buckets, so they are within about 12 % of the exact figure. ``run_*`` is the run time of
+    finished runs (any outcome); ``wait_*`` the time from ``enqueued_at`` to the start.
+    ``reporting`` counts the workers that published a summary (older workers do not).
+    """
+
+    window_s: float
+    reporting: int
+    runs: int
+    outcomes: dict[str, int]
+    dead_lettered: dict[str, int]
+    run_p50_s: float | None
+    run_p95_s: float | None
+    run_p99_s: float | None
+    wait_p50_s: float | None
+    wait_p95_s: float | None
+    wait_p99_s: float | None
 
 
 @dataclass(frozen=True)
@@ -324,8 +349,21 @@ class Inspector:
                                    h.get(b"quiet") == b"true", int(h.get(b"rss", b"0") or 0),
                                    _seconds(info.get("started_at", 0)),
                                    list(info.get("labels", [])), jobs,
-                                   list(info.get("executors", []))))
+                                   list(info.get("executors", [])), _summary(h)))
         return out
+
+    def recent_runs(self, processes: list[ProcessInfo] | None = None) -> RecentRuns:
+        """Run-time and wait percentiles of the jobs the live workers finished recently,
+        merged from the summaries they publish with each heartbeat (pass ``processes`` when
+        already read, to save the round trips)."""
+        procs = self.processes() if processes is None else processes
+        merged = latency.merge(p.summary for p in procs)
+        run, wait = merged["run"], merged["wait"]
+        q = latency.quantile
+        return RecentRuns(merged["window_s"], merged["reporting"], sum(run.values()),
+                          merged["outcomes"], merged["dead_lettered"], q(run, 0.5),
+                          q(run, 0.95), q(run, 0.99), q(wait, 0.5), q(wait, 0.95),
+                          q(wait, 0.99))
 
     def stats(self) -> Stats:
         names = self.queue_names()
@@ -377,6 +415,19 @@ class Inspector:
             warnings.append(f"maxmemory-policy is {policy}: Redis may evict jobs; use noeviction")
         return Health(True, str(info.get("redis_version", "")), round(rtt, 3), aof, policy,
                       int(info.get("used_memory", 0)), warnings)
+
+
+def _summary(process_hash: dict[bytes, bytes]) -> dict[str, Any]:
+    """The ``summary`` field of a process hash; {} when absent (Sidekiq, older workers) or
+    malformed."""
+    raw = process_hash.get(b"summary")
+    if not raw:
+        return {}
+    try:
+        value = loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _seconds(value: Any) -> float:

@@ -3,12 +3,15 @@
 Two sources, scraped separately:
 
 * The API process (``/metrics``): :class:`AdminCollector` reads the admin facade at scrape time
-  (queue depth and latency, set sizes, lifetime counters, workers and their busy slots, Redis
-  health), and :class:`ApiMetrics` counts the API's own requests and cut connections.
+  (queue depth and latency, set sizes, lifetime counters, workers and their busy slots, the
+  recent-run percentiles the workers publish with their heartbeats, Redis health), and
+  :class:`ApiMetrics` counts the API's own requests and cut connections.
 * Each worker (``conveyor worker --metrics-port``): :class:`WorkerMetrics` observes every job
-  it runs (counts by queue, type and outcome; run time and wait histograms; time spent waiting
-  inside the executor, which for the HTTP sidecar executor is the bridge latency) and reads the
-  worker's in-flight slots, capacity, executors and recoveries at scrape time.
+  it runs (counts by queue, type and outcome; run time and wait histograms; run time and time
+  spent waiting inside each executor, which for the HTTP sidecar executor is the bridge
+  latency; jobs dead-lettered without running) and reads the worker's in-flight slots,
+  capacity, executors (with their health) and recoveries at scrape time. Counts by job type
+  exist only here: Redis keeps no per-type counters, so the API cannot export them.
 
 Each owner gets its own registry (no process-global state), so several apps or tests in one
 process do not collide. p50/p95/p99 come from the histograms with ``histogram_quantile``.
@@ -26,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .errors import BrokerError, ConfigurationError
+from .latency import enqueued_seconds
 
 RUN_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                  60.0, 300.0, 900.0, 3600.0)
@@ -33,6 +37,7 @@ WAIT_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0
                   1800.0, 3600.0, 21600.0, 86400.0)
 API_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 DEFAULT_METRICS_HOST = "127.0.0.1"
+RECENT_QUANTILES = (0.5, 0.95, 0.99)
 
 
 def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
@@ -91,6 +96,7 @@ class AdminCollector(Collector):
 
     def _workers(self) -> Iterator[Metric]:
         procs = self.inspector.processes()
+        yield from self._recent(procs)
         count = _gauge("workers", "Worker processes with a live heartbeat")
         count.add_metric([], len(procs))
         busy = _gauge("worker_busy", "Jobs the worker runs now", ["worker"])
@@ -107,6 +113,32 @@ class AdminCollector(Collector):
             rss.add_metric([p.identity], p.rss_kb * 1024.0)
             beat.add_metric([p.identity], max(0.0, now - p.beat))
         yield from (count, busy, cap, util, rss, beat)
+
+    def _recent(self, procs: list[Any]) -> Iterator[Metric]:
+        """The summaries the live workers publish (``conveyor.latency``): a view of the last
+        minute, as gauges; exact rates and percentiles come from the workers' own metrics."""
+        recent = self.inspector.recent_runs(procs)
+        run = _gauge("recent_job_duration_seconds", "Run time of the jobs the live workers "
+                     "finished in the last minute, by quantile", ["quantile"])
+        wait = _gauge("recent_job_wait_seconds", "Enqueue-to-start wait of the jobs the live "
+                      "workers started in the last minute, by quantile", ["quantile"])
+        for q in RECENT_QUANTILES:
+            for gauge, value in ((run, getattr(recent, f"run_p{round(q * 100)}_s")),
+                                 (wait, getattr(recent, f"wait_p{round(q * 100)}_s"))):
+                if value is not None:
+                    gauge.add_metric([f"{q:g}"], value)
+        runs = _gauge("recent_jobs", "Runs the live workers finished in the last minute, by "
+                      "outcome", ["outcome"])
+        for outcome, n in sorted(recent.outcomes.items()):
+            runs.add_metric([outcome], n)
+        dead = _gauge("recent_dead_lettered_jobs", "Jobs the live workers sent to the dead set "
+                      "without running in the last minute, by reason", ["reason"])
+        for reason, n in sorted(recent.dead_lettered.items()):
+            dead.add_metric([reason], n)
+        reporting = _gauge("recent_reporting_workers", "Live workers whose heartbeat carries a "
+                           "recent-run summary")
+        reporting.add_metric([], recent.reporting)
+        yield from (run, wait, runs, dead, reporting)
 
 
 # --- circuit breakers (conveyor.flow) ---------------------------------------------------------
@@ -173,13 +205,6 @@ class ApiMetrics:
         self.latency.labels(method, route).observe(seconds)
 
 
-def _enqueued_at(data: dict[str, Any]) -> float | None:
-    value = data.get("enqueued_at")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value / 1000.0 if isinstance(value, int) and value > 10**11 else float(value)
-
-
 class WorkerMetrics:
     """A worker observer (``Worker(observers=[...])``) plus, once bound to the worker, a
     collector of its slots, executors and recoveries."""
@@ -198,23 +223,57 @@ class WorkerMetrics:
             "conveyor_executor_queue_seconds", "Time a job waited inside its executor before "
             "running (pool hand-off; for the http executor, the sidecar bridge)", ["executor"],
             buckets=RUN_BUCKETS_S, registry=self.registry)
+        self.executor_run = Histogram(
+            "conveyor_executor_run_seconds", "Run time of jobs in each executor (for the http "
+            "executor, the sidecar call)", ["executor"], buckets=RUN_BUCKETS_S,
+            registry=self.registry)
+        self.dead_lettered = Counter(
+            "conveyor_dead_lettered_jobs", "Jobs sent to the dead set without running, by "
+            "reason (MalformedJob, UnknownJobType)", ["queue", "reason"], registry=self.registry)
+        self._queue_executors: dict[str, str] = {}
         self._bound = False
 
     def bind(self, worker: Any) -> None:
         """Called by the worker it observes: from now on scrapes read that worker's state."""
         if not self._bound:
             self.registry.register(_WorkerCollector(worker))
+            self._queue_executors = dict(getattr(worker, "queue_executors", None) or {})
             self._bound = True
 
     def job_started(self, job: Any, spec: Any) -> None:
-        enqueued = _enqueued_at(job.data)
+        enqueued = enqueued_seconds(job.data)
         if enqueued is not None:
             self.wait.labels(job.queue).observe(max(0.0, time.time() - enqueued))
 
     def job_finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None:
         self.jobs.labels(job.queue, job.name, result).inc()
         self.run_time.labels(job.queue, job.name).observe(outcome.duration_s)
-        self.executor_wait.labels(spec.executor_kind).observe(outcome.queued_s)
+        # the executor that ran it: a --executor QUEUE=KIND override wins over the job's own
+        kind = self._queue_executors.get(job.queue) or spec.executor_kind
+        self.executor_wait.labels(kind).observe(outcome.queued_s)
+        self.executor_run.labels(kind).observe(outcome.duration_s)
+
+    def job_dead_lettered(self, queue: str, reason: str) -> None:
+        self.dead_lettered.labels(queue, reason).inc()
+
+
+def executor_healthy(executor: Any) -> bool:
+    """What ``conveyor_executor_healthy`` reports for an executor.
+
+    An executor that supervises a sidecar (``http`` with ``command=``) is healthy while its
+    supervisor saw the sidecar answer its health check and has not seen it die since; one built
+    on a zygote (``process``, ``fork``) while that zygote lives (it is revived on the next job);
+    any other while it is not stopped. The executor contract has no health call, so this reads
+    those parts where they exist. The state of a sidecar reached by ``url=`` shows in its
+    circuit breaker instead.
+    """
+    supervisor = getattr(executor, "supervisor", None)
+    if supervisor is not None:
+        return bool(getattr(supervisor, "healthy", False))
+    zygote = getattr(executor, "_zygote", None)
+    if zygote is not None:
+        return bool(getattr(zygote, "alive", False))
+    return not getattr(executor, "_closed", False)
 
 
 class _WorkerCollector(Collector):
@@ -243,6 +302,8 @@ class _WorkerCollector(Collector):
         restarts = CounterMetricFamily("conveyor_executor_restarts", "Times the executor "
                                        "replaced a crashed pool, process or connection",
                                        labels=["executor"])
+        healthy = _gauge("executor_healthy", "1 when the executor can run jobs (its sidecar "
+                         "answers, its zygote lives), else 0", ["executor"])
         for kind, ex in sorted(self.worker.executors.items()):
             st = ex.stats()
             in_flight.add_metric([kind], st.in_flight)
@@ -250,7 +311,8 @@ class _WorkerCollector(Collector):
             tasks.add_metric([kind, "ok"], st.completed)
             tasks.add_metric([kind, "failed"], st.failed)
             restarts.add_metric([kind], st.restarts)
-        yield from (in_flight, cap, tasks, restarts)
+            healthy.add_metric([kind], 1.0 if executor_healthy(ex) else 0.0)
+        yield from (in_flight, cap, tasks, restarts, healthy)
 
     def _recoveries(self) -> Iterator[Metric]:
         duties = getattr(self.worker, "duties", [])

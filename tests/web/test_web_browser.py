@@ -19,6 +19,7 @@ from api_helpers import ADMIN, FIXED, WorkerThread, wait_until
 from conveyor import App
 from conveyor.admin import Inspector
 from conveyor.api import BackgroundServer
+from requires import require_module
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("CONVEYOR_CHROMIUM", "/usr/bin/chromium")
@@ -28,7 +29,7 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+playwright_api = require_module("playwright.sync_api", "pip install -e '.[test]'")
 
 
 @pytest.fixture

@@ -7,22 +7,20 @@ one-line-per-interval form used when stdout is not a terminal. Keys: ``q`` quits
 (the screen keeps the last sample), ``h`` shows help.
 
 Throughput is the change of Sidekiq's ``stat:processed``/``stat:failed`` between samples
-(workers flush them on each heartbeat). p50/p99 are of the running time of the jobs busy right
-now, the one latency figure the facade can see without per-job history; run-time histograms are
-in the workers' Prometheus metrics (``conveyor_job_duration_seconds``).
+(workers flush them on each heartbeat). The p50/p99 figures are of the jobs the live workers
+finished (run time) and started (wait from enqueue to start) in the last minute: every worker
+publishes a bounded summary of its recent runs with its heartbeat (``conveyor.latency``) and the
+facade merges them (``Inspector.recent_runs``). Exact histograms over any range are in the
+workers' Prometheus metrics (``conveyor_job_duration_seconds``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
 import queue
-import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,7 +33,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import BrokerError
-from .widgets import fill_bar, sparkline
+from .keys import read_keys
+from .widgets import fill_bar, human_seconds, sparkline
 
 REFRESH_S = 2.0
 HISTORY_SAMPLES = 60
@@ -56,6 +55,7 @@ class Sample:
     dead: list[Any] = field(default_factory=list)
     rtt_ms: float = 0.0
     error: str = ""
+    recent: Any = None  # admin.RecentRuns: percentiles of the last minute's runs
 
 
 def read_sample(inspector: Any, now: Callable[[], float] = time.time) -> Sample:
@@ -64,19 +64,12 @@ def read_sample(inspector: Any, now: Callable[[], float] = time.time) -> Sample:
         health = inspector.health()
         if not health.ok:
             return Sample(now(), error=health.error)
-        return Sample(now(), inspector.stats(), inspector.queues(), inspector.processes(),
-                      inspector.entries("dead", limit=RECENT_ERRORS), health.rtt_ms)
+        processes = inspector.processes()
+        return Sample(now(), inspector.stats(), inspector.queues(), processes,
+                      inspector.entries("dead", limit=RECENT_ERRORS), health.rtt_ms,
+                      recent=inspector.recent_runs(processes))
     except (redis.RedisError, BrokerError, OSError) as exc:
         return Sample(now(), error=f"{type(exc).__name__}: {exc}")
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (0 for no values)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 class TopModel:
@@ -148,11 +141,30 @@ def _header(model: TopModel, last: Sample) -> Text:
     return text.append(f"   {HELP}", style="dim")
 
 
+def _seconds_or_dash(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f}ms" if value < 1 else human_seconds(value)
+
+
+def latency_line(recent: Any) -> Text:
+    """``run p50 12.3ms p99 1.2s · wait p50 ... (412 runs in the last 60s)``, or why not."""
+    if recent is None or recent.reporting == 0:
+        return Text("run/wait percentiles: no worker publishes a recent-run summary", style="dim")
+    window = f"{recent.window_s:.0f}s"
+    if recent.runs == 0:
+        return Text(f"run/wait percentiles: no job finished in the last {window}", style="dim")
+    return Text.assemble(
+        ("run p50 ", "dim"), _seconds_or_dash(recent.run_p50_s),
+        ("  p99 ", "dim"), _seconds_or_dash(recent.run_p99_s),
+        ("   wait p50 ", "dim"), _seconds_or_dash(recent.wait_p50_s),
+        ("  p99 ", "dim"), _seconds_or_dash(recent.wait_p99_s),
+        (f"   ({recent.runs} runs in the last {window}, {recent.reporting} worker(s))", "dim"))
+
+
 def _throughput(model: TopModel, last: Sample, width: int) -> Panel:
     rates = model.rates()
     now_p, now_f = rates[-1] if rates else (0.0, 0.0)
-    busy = model.busy_jobs()
-    running = [b[4] for b in busy]
     s = last.stats
     lines = Text.assemble(
         ("processed ", "dim"), (f"{s.processed:>10}", "bold"), (f"  {now_p:8.1f}/s  ", "green"),
@@ -161,9 +173,7 @@ def _throughput(model: TopModel, last: Sample, width: int) -> Panel:
         (sparkline([r[1] for r in rates], max(10, width - 40)), "red"), "\n",
         ("enqueued ", "dim"), f"{s.enqueued}  ", ("scheduled ", "dim"), f"{s.scheduled}  ",
         ("retries ", "dim"), f"{s.retries}  ", ("dead ", "dim"), f"{s.dead}  ",
-        ("busy ", "dim"), f"{s.busy}  ",
-        ("running p50 ", "dim"), f"{percentile(running, 50):.1f}s  ",
-        ("p99 ", "dim"), f"{percentile(running, 99):.1f}s")
+        ("busy ", "dim"), f"{s.busy}", "\n", latency_line(last.recent))
     return Panel(lines, title="throughput", title_align="left")
 
 
@@ -238,37 +248,17 @@ def plain_line(model: TopModel) -> str:
     queues = " ".join(f"{q.name}={q.size}" for q in deepest)
     return (f"{clock} processed={s.processed} ({p:.1f}/s) failed={s.failed} ({f:.1f}/s) "
             f"enqueued={s.enqueued} busy={s.busy}/{slots} workers={s.processes} "
-            f"retry={s.retries} dead={s.dead} queues: {queues or '-'}")
+            f"retry={s.retries} dead={s.dead}{_plain_latency(last.recent)} "
+            f"queues: {queues or '-'}")
 
 
-@contextlib.contextmanager
-def key_reader() -> Iterator[queue.Queue[str]]:
-    """Single key presses from the terminal (cbreak mode), restored on exit."""
-    keys: queue.Queue[str] = queue.Queue()
-    if not sys.stdin.isatty():
-        yield keys
-        return
-    import termios
-    import tty
-
-    fd = sys.stdin.fileno()
-    saved = termios.tcgetattr(fd)
-    stop = threading.Event()
-
-    def pump() -> None:
-        while not stop.is_set():
-            data = os.read(fd, 1)
-            if not data:
-                return
-            keys.put(data.decode(errors="replace"))
-
-    tty.setcbreak(fd)
-    threading.Thread(target=pump, name="conveyor-top-keys", daemon=True).start()
-    try:
-        yield keys
-    finally:
-        stop.set()
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+def _plain_latency(recent: Any) -> str:
+    if recent is None or not recent.runs:
+        return ""
+    return (f" run_p50={_seconds_or_dash(recent.run_p50_s)}"
+            f" run_p99={_seconds_or_dash(recent.run_p99_s)}"
+            f" wait_p50={_seconds_or_dash(recent.wait_p50_s)}"
+            f" wait_p99={_seconds_or_dash(recent.wait_p99_s)}")
 
 
 def _wait(keys: queue.Queue[str], model: TopModel, seconds: float) -> None:
@@ -300,8 +290,10 @@ def run_top(inspector: Any, interval_s: float = REFRESH_S, plain: bool | None = 
                 if count is None or done < count:
                     time.sleep(interval_s)
             return 0
-        with key_reader() as keys, Live(render(model), console=console, screen=False,
-                                        auto_refresh=False) as live:
+        # key presses arrive on the shared reader's thread; the queue hands them to this loop
+        keys: queue.Queue[str] = queue.Queue()
+        with read_keys(keys.put), Live(render(model), console=console, screen=False,
+                                       auto_refresh=False) as live:
             while model.running and (count is None or done < count):
                 model.update(read_sample(inspector))
                 live.update(render(model, console.width), refresh=True)

@@ -6,8 +6,9 @@ loop cannot starve it: the lease stays alive while the process is alive. Each be
 1. renews the lease (``renew.lua``); if the lease is gone, the worker was presumed dead and its
    jobs requeued, so the worker is told it is fenced;
 2. flushes the processed/failed counters into Sidekiq's ``stat:*`` keys (lifetime and UTC daily);
-3. writes the process hash (``info``, ``busy``, ``beat``, ``quiet``, ``rss``, ``rtt_us``) and the
-   busy-job hashes under both Sidekiq generations' names, with Sidekiq's 60 s TTL;
+3. writes the process hash (``info``, ``busy``, ``beat``, ``quiet``, ``rss``, ``rtt_us``, plus
+   Conveyor's ``summary`` of recent runs, which Sidekiq ignores; see ``conveyor.latency``) and
+   the busy-job hashes under both Sidekiq generations' names, with Sidekiq's 60 s TTL;
 4. pops one signal pushed by Sidekiq's Web UI (TSTP, TERM, TTIN) and hands it to the worker;
 5. reads the states of the running jobs and tells the worker which ones were cancelled.
 """
@@ -63,6 +64,7 @@ class BeatCallbacks:
     on_fenced: Callable[[], None]
     on_signal: Callable[[str], None]
     on_cancelled: Callable[[list[str]], None]
+    summary: Callable[[], dict[str, Any]] = dict  # recent runs (worker/summary.py)
 
 
 class Heartbeat:
@@ -146,6 +148,7 @@ class Heartbeat:
             "quiet": "true" if self.cb.quiet() else "false",
             "rss": self._proc.memory_info().rss // 1024,
             "rtt_us": rtt_us,
+            "summary": dumps(self.cb.summary()),
         })
         pipe.expire(k.process(self.identity), PROCESS_TTL_S)
         pipe.rpop(k.process_signals(self.identity))

@@ -2,7 +2,9 @@
 
 An observer has ``job_started(job, spec)`` and ``job_finished(job, spec, outcome, result)``
 (``result`` is completed, retry, dead, discard or cancelled); it may also have ``bind(worker)``,
-called once when the worker is built (a metrics collector reads the worker's slots from it).
+called once when the worker is built (a metrics collector reads the worker's slots from it),
+and ``job_dead_lettered(queue, reason)``, called when a job goes to the dead set without running
+(``reason`` is ``MalformedJob`` or ``UnknownJobType``).
 Both calls happen in the job's own task, so an observer may set context (a trace span) in
 ``job_started`` and undo it in ``job_finished``. An observer that raises is logged and
 ignored: it never changes what happens to the job.
@@ -42,6 +44,16 @@ class Observers:
                 o.job_started(job, spec)
             except Exception:
                 log.exception("observer %r failed on job_started", o)
+
+    def dead_lettered(self, queue: str, reason: str) -> None:
+        for o in self.observers:
+            hook = getattr(o, "job_dead_lettered", None)
+            if hook is None:
+                continue
+            try:
+                hook(queue, reason)
+            except Exception:
+                log.exception("observer %r failed on job_dead_lettered", o)
 
     def finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None:
         for o in reversed(self.observers):

@@ -48,6 +48,7 @@ from .heartbeat import BeatCallbacks, Counters, Heartbeat
 from .observe import JobObserver, Observers
 from .recoverer import Recoverer
 from .scheduler import Scheduler
+from .summary import RunSummary
 
 log = logging.getLogger("conveyor.worker")
 BROKER_RETRY_PAUSE_S = 0.5
@@ -125,7 +126,9 @@ class Worker:
         self._flushing: set[str] = set()  # tokens of the ack batch being written
         self._settling: set[str] = set()  # tokens being buried or handed back
         self._background: set[asyncio.Task[Any]] = set()
-        self.observers = Observers(observers, self)  # metrics, tracing, job logs
+        # the recent-run summary the heartbeat publishes for the facade (conveyor.latency)
+        self.summary = RunSummary()
+        self.observers = Observers([*observers, self.summary], self)  # + metrics, tracing, logs
 
     # --- queue order ---------------------------------------------------------------------------
     def queue_order(self) -> list[str]:
@@ -388,6 +391,7 @@ class Worker:
         failure = Failure(f.token, jid, "dead", dead_raw, 0.0, error_class, scrub_message(message))
         await self._record_failure(failure)
         self.counters.add(1, 1)
+        self.observers.dead_lettered(f.queue, error_class)
 
     async def _unknown(self, f: Fetched, name: str) -> None:
         """No handler for this class: dead set, or back to Sidekiq (see ``interop.py``)."""
@@ -546,6 +550,7 @@ class Worker:
             on_fenced=lambda: self._from_thread(self._on_fenced),
             on_signal=lambda s: self._from_thread(self.handle_signal, s),
             on_cancelled=lambda jids: self._from_thread(self._cancel_running, jids),
+            summary=self.summary.wire,
         )
 
     def _from_thread(self, fn: Any, *args: Any) -> None:

@@ -1,0 +1,59 @@
+"""The worker's recent-run summary: an observer the heartbeat publishes (``conveyor.latency``).
+
+Every worker has one, whatever its flags, so ``conveyor top``, the dashboard and the API's
+``/metrics`` can show run-time and wait percentiles of finished jobs through the facade without
+scraping each worker. It records, per ``latency.SLICE_S`` slice of the last ``latency.WINDOW_S``:
+
+* the run time of each finished run (any outcome, like ``conveyor_job_duration_seconds``);
+* the wait from ``enqueued_at`` to the start of each run (like ``conveyor_job_wait_seconds``);
+* runs by outcome, and jobs dead-lettered without running by reason.
+
+Observer calls come from the worker's loop and :meth:`wire` from the heartbeat thread, hence
+the lock. The clock is injected so tests can move the window by hand.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import latency
+
+
+class RunSummary:
+    """A bounded summary of the runs of the last minute (see ``conveyor.latency``)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self._window = latency.Window()
+        self._lock = threading.Lock()
+
+    def job_started(self, job: Any, spec: Any) -> None:
+        enqueued = latency.enqueued_seconds(job.data)
+        if enqueued is None:
+            return
+        index = latency.bucket_of(max(0.0, self.wall_clock() - enqueued))
+        with self._lock:
+            s = self._window.current(self.clock())
+            s.wait[index] = s.wait.get(index, 0) + 1
+
+    def job_finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None:
+        index = latency.bucket_of(outcome.duration_s)
+        with self._lock:
+            s = self._window.current(self.clock())
+            s.run[index] = s.run.get(index, 0) + 1
+            s.outcomes[result] = s.outcomes.get(result, 0) + 1
+
+    def job_dead_lettered(self, queue: str, reason: str) -> None:
+        with self._lock:
+            s = self._window.current(self.clock())
+            s.dead_lettered[reason] = s.dead_lettered.get(reason, 0) + 1
+
+    def wire(self) -> dict[str, Any]:
+        """The summary as the heartbeat publishes it (JSON-ready)."""
+        with self._lock:
+            return self._window.wire(self.clock())
