@@ -113,6 +113,34 @@ DEAD_AGE = [
 ]
 
 
+def seed_expired_two(r: redis.Redis, b: SyncBroker) -> None:
+    """An expired worker that was running two jobs, each already lost once before."""
+    lease(r, b)
+    r.lpush("queue:default", job("a"), job("b"))
+    b.fetch(W, ["default"], 2)
+    r.set("conveyor:recoveries:a", 1)
+    r.set("conveyor:recoveries:b", 1)
+    r.zadd(b.keys.leases, {W: 1000})
+
+
+def test_a_second_loss_schedules_each_suspect_apart_within_the_lease(
+        broker: SyncBroker, redis_sync: redis.Redis) -> None:
+    """Regression (issue 9, scenario 7): jobs that shared a poison pill's crashes came back to
+    the front together, were fetched with it again and were buried with it."""
+    seed_expired_two(redis_sync, broker)
+    assert broker.recover_expired() == (1, 2, 0)
+    now_s, _ = redis_sync.time()
+    scheduled = redis_sync.zrange("schedule", 0, -1, withscores=True)
+    assert sorted(parsed(raw)["jid"] for raw, _ in scheduled) == ["a", "b"]
+    times = [score for _, score in scheduled]
+    assert all(now_s - 1 <= t <= now_s + broker.settings.lease_ttl_s + 1 for t in times)
+    assert abs(times[0] - times[1]) >= 0.1 * broker.settings.lease_ttl_s  # apart, not together
+    assert redis_sync.llen("queue:default") == 0
+    for jid in ("a", "b"):
+        assert redis_sync.get(f"conveyor:recoveries:{jid}") == b"2"
+        assert redis_sync.hget(f"conveyor:job:{jid}", "state") == b"scheduled"
+
+
 @pytest.mark.parametrize("case", LEASES + HAND_BACK + DEAD_AGE, ids=lambda c: c.name)
 def test_script(case: Case, broker: SyncBroker, redis_sync: redis.Redis) -> None:
     run_case(case, broker, redis_sync)

@@ -20,6 +20,7 @@ from conveyor.settings import Settings
 
 WORKERS = ("w1", "w2")
 MAX_RECOVERIES = 2
+SPREAD_FROM = 2  # from its second loss a recovered job is scheduled back (recover.lua)
 
 
 def raw(jid: str) -> bytes:
@@ -39,7 +40,8 @@ class JobLifecycle(RuleBasedStateMachine):
         for w in WORKERS:
             self.b.register(w, b'{"queues":["q"]}')
         self.n = 0
-        self.place: dict[str, str] = {}  # jid -> queue | inflight:<w> | retry | done | dead
+        # jid -> queue | inflight:<w> | retry | schedule | done | dead
+        self.place: dict[str, str] = {}
         self.tokens: dict[str, tuple[str, str]] = {}  # token -> (worker, jid), live or stale
         self.current: dict[str, str] = {}  # jid -> the token of its latest fetch
         self.recoveries: Counter[str] = Counter()
@@ -103,6 +105,18 @@ class JobLifecycle(RuleBasedStateMachine):
         for j in due:
             self.place[j] = "queue"
 
+    @rule()
+    def spread_jobs_come_due(self) -> None:
+        """Time passes: the recovered jobs spread over the lease are due and promoted."""
+        key = self.b.keys.schedule
+        for member in self.r.zrange(key, 0, -1):
+            self.r.zadd(key, {member: 1000})
+        moved, _ = self.b.promote(key, 1000)
+        due = [j for j, p in self.place.items() if p == "schedule"]
+        assert moved == len(due)
+        for j in due:
+            self.place[j] = "queue"
+
     @rule(w=st.sampled_from(WORKERS))
     def lease_expires(self, w: str) -> None:
         self.r.zadd(self.b.keys.leases, {w: 1})
@@ -115,6 +129,8 @@ class JobLifecycle(RuleBasedStateMachine):
             if self.recoveries[j] > MAX_RECOVERIES:
                 self.place[j] = "dead"
                 buried += 1
+            elif self.recoveries[j] >= SPREAD_FROM:
+                self.place[j] = "schedule"
             else:
                 self.place[j] = "queue"
         assert quarantined == buried
@@ -143,6 +159,8 @@ class JobLifecycle(RuleBasedStateMachine):
                 actual[json.loads(entry.partition(b"\n")[2])["jid"]] = f"inflight:{w}"
         for member in self.r.zrange("retry", 0, -1):
             actual[json.loads(member)["jid"]] = "retry"
+        for member in self.r.zrange("schedule", 0, -1):
+            actual[json.loads(member)["jid"]] = "schedule"
         for member in self.r.zrange("dead", 0, -1):
             actual[json.loads(member)["jid"]] = "dead"
         expected = {j: p for j, p in self.place.items() if p != "done"}

@@ -138,9 +138,11 @@ class _Args:
         return keys, args
 
     def recover(self, mode: str, wid: str = "") -> tuple[list[str], list[Any]]:
-        keys = [self.k.leases, self.k.workers, self.k.queues, self.k.quarantine, self.k.worker_info]
+        keys = [self.k.leases, self.k.workers, self.k.queues, self.k.quarantine, self.k.worker_info,
+                self.k.schedule]
         args = [mode, wid, self.k.own(""), self.k.queue_prefix, self.s.max_recoveries,
-                RECOVERIES_WINDOW_S, self.s.status_ttl_s, RECOVER_MAX_WORKERS]
+                RECOVERIES_WINDOW_S, self.s.status_ttl_s, RECOVER_MAX_WORKERS,
+                int(self.s.lease_ttl_s * 1000)]
         return keys, args
 
     def promote(self, source_key: str, limit: int) -> tuple[list[str], list[Any]]:

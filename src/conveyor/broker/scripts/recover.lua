@@ -15,7 +15,17 @@
 -- ARGV[6]  recoveries ttl seconds a recovery count is remembered
 -- ARGV[7]  status ttl     seconds
 -- ARGV[8]  max workers    most expired workers handled in one call
+-- ARGV[9]  spread ms      a job lost twice or more comes back within this, not at once
+-- KEYS[6]  schedule       ZSET raw -> epoch seconds (where such a job waits for its turn)
 -- Returns: {workers recovered, jobs requeued, jobs quarantined}
+--
+-- Blame: only jobs that were running (in the in-flight hash) count a loss; jobs merely claimed
+-- (waiting in a claim list) go back uncounted. A job whose worker died while it ran with others
+-- shares the blame with them, and a poison pill recovered at the front of the queue would be
+-- fetched again with the same companions, so a second loss would be counted for all of them
+-- again. From its second loss on, a job is therefore scheduled back at its own offset within
+-- the spread (a golden-ratio sequence over the call's suspects), so the suspects of one crash
+-- run apart and an innocent one stops dying with the pill (issue 9, scenario 7).
 
 local mode, own, qprefix = ARGV[1], ARGV[3], ARGV[4]
 local max_rec, rec_ttl, sttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -23,6 +33,10 @@ local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now_s = string.format('%d.%06d', t[1], t[2])
 local count_recovery = (mode == 'expired')
+local spread_ms = tonumber(ARGV[9])
+local SPREAD_FROM = 2  -- the loss from which a job comes back spread out
+local GOLDEN = 0.6180339887
+local suspects = 0
 
 local wids
 if mode == 'expired' then
@@ -37,11 +51,12 @@ end
 
 local requeued, quarantined = 0, 0
 
-local function give_back(queue, raw)
+local function give_back(queue, raw, running)
   local ok, job = pcall(cjson.decode, raw)
   local jid = nil
   if ok and type(job) == 'table' and type(job['jid']) == 'string' then jid = job['jid'] end
-  if count_recovery and jid then
+  local later_s = nil
+  if count_recovery and running and jid then
     local rkey = own .. 'recoveries:' .. jid
     local n = redis.call('INCR', rkey)
     redis.call('EXPIRE', rkey, rec_ttl)
@@ -50,6 +65,23 @@ local function give_back(queue, raw)
       quarantined = quarantined + 1
       return
     end
+    if n >= SPREAD_FROM and spread_ms > 0 then
+      local offset = (suspects * GOLDEN + tonumber(t[2]) / 1000000) % 1
+      suspects = suspects + 1
+      later_s = (now_ms + math.floor(offset * spread_ms)) / 1000
+    end
+  end
+  if later_s then
+    if jid then
+      local skey = own .. 'job:' .. jid
+      if redis.call('EXISTS', skey) == 1 then
+        redis.call('HSET', skey, 'state', 'scheduled', 'scheduled_at', string.format('%.3f', later_s))
+        redis.call('EXPIRE', skey, sttl)
+      end
+    end
+    redis.call('ZADD', KEYS[6], string.format('%.3f', later_s), raw)
+    requeued = requeued + 1
+    return
   end
   if jid then
     local skey = own .. 'job:' .. jid
@@ -70,7 +102,7 @@ for _, wid in ipairs(wids) do
   for i = 2, #entries, 2 do
     local entry = entries[i]
     local nl = string.find(entry, '\n', 1, true)
-    give_back(string.sub(entry, 1, nl - 1), string.sub(entry, nl + 1))
+    give_back(string.sub(entry, 1, nl - 1), string.sub(entry, nl + 1), true)
   end
   redis.call('DEL', inflight)
   -- claim lists: own..'claim:'..wid..':'..queue, for each queue named in the worker's info
@@ -89,7 +121,7 @@ for _, wid in ipairs(wids) do
     local queue = string.sub(ckey, cprefix_len + 1)
     local items = redis.call('LRANGE', ckey, 0, -1)
     -- the list's tail is its oldest item; hand back oldest last so it ends up first in line
-    for k = 1, #items do give_back(queue, items[k]) end
+    for k = 1, #items do give_back(queue, items[k], false) end
     redis.call('DEL', ckey)
   end
   redis.call('ZREM', KEYS[1], wid)
