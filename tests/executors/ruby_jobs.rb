@@ -2,6 +2,7 @@
 
 # Ruby job classes for the http executor tests, under the names tests/executors/jobs.py uses.
 require "fiddle"
+require "json"
 require "sidekiq"
 
 # A plain Ruby class.
@@ -68,5 +69,18 @@ class WhoAmI
 
   def perform
     [jid, self.class.name, self.class.get_sidekiq_options["retry"]]
+  end
+end
+
+# For test_ruby_end_to_end.py: a Sidekiq job a Ruby app enqueues with Sidekiq::Client.push; its
+# side effect (a file naming what it received) is what the test checks.
+class GreetingJob
+  include Sidekiq::Job
+  sidekiq_options queue: "ruby_e2e"
+
+  def perform(name, path)
+    File.write(path, JSON.generate({ "greeting" => "hello #{name}", "jid" => jid,
+                                     "class" => self.class.name, "pid" => Process.pid }))
+    "greeted #{name}"
   end
 end
