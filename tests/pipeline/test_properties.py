@@ -1,6 +1,15 @@
 """Property tests: any chain of stages, on any strategies and queue sizes, computes what the
 built-in ``map``/``filter``/``itertools`` chain computes: the same multiset, and with
-``ordered=True`` the same sequence."""
+``ordered=True`` the same sequence.
+
+The fast tests draw in-process strategies only. ``test_any_strategy_equals_builtins`` (slow)
+draws from all of inline, threads, asyncio, processes, forks and named process/fork contexts,
+with at least one function stage on processes or forks. Its stage functions are closures like
+the others: process and fork workers inherit the stage function table when their pool forks,
+so nothing is pickled (``pool.py``). A pool lives as long as its run (the engine keeps no pool
+across runs that examples could reuse), so that test keeps its example count low, and stages
+drawing a named context share one pool within the run.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conveyor.pipeline import Pipeline
@@ -28,6 +37,21 @@ in_process = st.one_of(
     st.builds(lambda n: {"threads": n}, st.integers(1, 4)),
     st.builds(lambda n: {"asyncio": n}, st.integers(1, 3)),
 )
+# Every strategy, drawn by name with equal weight (st.one_of would favour its first branch).
+STRATEGY_NAMES = ("inline", "threads", "asyncio", "processes", "forks", "ctx-cpu", "ctx-zygote")
+OUT_OF_PROCESS_NAMES = ("processes", "forks", "ctx-cpu", "ctx-zygote")
+# Stages drawing "ctx-cpu" share one processes=2 pool per run, "ctx-zygote" one forks=2 pool.
+CONTEXTS: dict[str, dict[str, int]] = {"cpu": {"processes": 2}, "zygote": {"forks": 2}}
+
+
+def strategy_options(name: str, size: int) -> dict[str, Any]:
+    if name == "inline":
+        return {}
+    if name.startswith("ctx-"):
+        return {"context": name[4:]}
+    return {name: size}
+
+
 queue_sizes = st.integers(1, 5)
 
 
@@ -89,6 +113,8 @@ def build(
     chain: list[Op], strategies: list[dict[str, Any]], sizes: list[int], ordered: bool
 ) -> Pipeline:
     pipe = Pipeline("prop")
+    for ctx in sorted({s["context"] for s in strategies if "context" in s}):
+        pipe.context(ctx, **CONTEXTS[ctx])
     for i, ((kind, k), strategy, size) in enumerate(zip(chain, strategies, sizes, strict=False)):
         if kind == "batch":
             pipe.batch(k, name=f"b{i}", queue_size=size)
@@ -145,16 +171,38 @@ def test_deterministic_mode_equals_builtins_in_order(items: list[int], chain: li
     assert result.outputs == model(items, chain)
 
 
-@pytest.mark.slow
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@st.composite
+def mixed_chains(draw: st.DrawFn) -> tuple[list[Op], list[dict[str, Any]], list[str]]:
+    """A chain, one strategy per stage, and at least one function stage out of process."""
+    chain = draw(chains.filter(lambda c: any(kind != "batch" for kind, _ in c)))
+    names = draw(st.lists(st.sampled_from(STRATEGY_NAMES), min_size=4, max_size=4))
+    functions = [i for i, (kind, _) in enumerate(chain) if kind != "batch"]
+    if not any(names[i] in OUT_OF_PROCESS_NAMES for i in functions):
+        names[draw(st.sampled_from(functions))] = draw(st.sampled_from(OUT_OF_PROCESS_NAMES))
+    sizes = draw(st.lists(st.integers(1, 3), min_size=4, max_size=4))
+    strategies = [strategy_options(n, k) for n, k in zip(names, sizes, strict=True)]
+    return chain, strategies, [names[i] for i in functions]
+
+
+@pytest.mark.slow  # every example starts one to four worker pools (~0.1-0.2 s each here)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     items=st.lists(st.integers(-50, 50), max_size=60),
-    chain=st.lists(ops.filter(lambda op: op[0] != "batch"), min_size=1, max_size=2),
+    mixed=mixed_chains(),
+    sizes=st.lists(queue_sizes, min_size=4, max_size=4),
     ordered=st.booleans(),
 )
-def test_process_stages_equal_builtins(items: list[int], chain: list[Op], ordered: bool) -> None:
-    strategies = [{"processes": 2}, {"forks": 2}]
-    result = build(chain, strategies, [3, 3], ordered=ordered).run(items, collect=True)
+def test_any_strategy_equals_builtins(
+    items: list[int],
+    mixed: tuple[list[Op], list[dict[str, Any]], list[str]],
+    sizes: list[int],
+    ordered: bool,
+) -> None:
+    """All five strategies mixed at random, processes and forks included."""
+    chain, strategies, used = mixed
+    for name in sorted(set(used)):  # --hypothesis-show-statistics shows the mix that ran
+        event(f"stage on {name}")
+    result = build(chain, strategies, sizes, ordered=ordered).run(items, collect=True)
     expected = model(items, chain)
     if ordered:
         assert result.outputs == expected

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -97,6 +99,103 @@ def test_processes_4_use_4_pids_and_scale_where_cores_allow() -> None:
     # 1.0-2.8x here); it is measured in bench/pipeline/RESULTS.md rather than asserted.
 
 
+SPEEDUP_ATTEMPTS = 3  # the machine is shared: the best of a few runs is the least disturbed
+SPEEDUP_MIN = 1.5
+
+
+def burn_pipeline(**strategy: Any) -> Pipeline:
+    pipe = Pipeline()
+
+    @pipe.processor(name="burn", **strategy)
+    def burn(x: int) -> int:
+        cpu_work()
+        return x
+
+    return pipe
+
+
+def timed_run(pipe: Pipeline, items: range) -> float:
+    started = time.perf_counter()
+    result = pipe.run(items, collect=True)
+    took = time.perf_counter() - started
+    assert sorted(result.outputs) == list(items)
+    return took
+
+
+def timed_bare_pair(items: range) -> float:
+    """The same work split over two bare forked children, no engine: what 2 cores give now."""
+    started = time.perf_counter()
+    pids = []
+    with warnings.catch_warnings():  # 3.12+ warns on fork with threads; these only compute
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for half in (items[0::2], items[1::2]):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                for _ in half:
+                    cpu_work()
+                os._exit(0)
+            pids.append(pid)
+    for pid in pids:
+        assert os.waitpid(pid, 0)[1] == 0
+    return time.perf_counter() - started
+
+
+@pytest.mark.slow
+def test_processes_2_speed_up_cpu_work_over_inline_on_2_cores() -> None:
+    """Where 2 cores exist (this project's machines have 2): processes=2 is >= 1.5x inline.
+
+    Each attempt times inline, processes=2 and a bare pair of forked children on the same
+    CPU-bound items (about 1 s of CPU in all); the best ratio of ``SPEEDUP_ATTEMPTS`` must reach
+    1.5x. The machine is shared: when other work leaves this process less than two cores, the
+    bare pair shows it too, and outside CI the test then skips with the figures rather than
+    fail on the neighbours' load (under ``CI=true`` it always asserts). Measured figures are
+    in bench/pipeline/RESULTS.md.
+    """
+    cores = min(os.cpu_count() or 1, len(os.sched_getaffinity(0)))
+    if cores < 2:
+        pytest.skip(f"needs 2 cores for a speed-up; this process may use {cores}")
+    items = range(40)
+    ratios: list[float] = []
+    bare: list[float] = []
+    for _ in range(SPEEDUP_ATTEMPTS):
+        t_inline = timed_run(burn_pipeline(), items)
+        ratios.append(t_inline / timed_run(burn_pipeline(processes=2), items))
+        bare.append(t_inline / timed_bare_pair(items))
+        if ratios[-1] >= SPEEDUP_MIN:
+            break
+    figures = (
+        f"processes=2 over inline: {[round(r, 2) for r in ratios]}; two bare forked "
+        f"children: {[round(r, 2) for r in bare]}; load average {os.getloadavg()}"
+    )
+    if max(ratios) < SPEEDUP_MIN and max(bare) < SPEEDUP_MIN and os.environ.get("CI") != "true":
+        pytest.skip(f"the shared machine gives this process less than 2 cores now: {figures}")
+    assert max(ratios) >= SPEEDUP_MIN, figures
+
+
+IDLE_CPU_SHARE = 0.25  # the spinning wait took ~0.5 s of CPU per 1 s of wall time here
+
+
+@pytest.mark.parametrize(
+    "strategy", [{"threads": 2}, {"processes": 2}], ids=["threads", "processes"]
+)
+def test_waiting_parent_stays_idle(strategy: dict[str, Any]) -> None:
+    """Regression (run.py's wait spun): once one stage was done (here the source, at once),
+    every wait for the others returned at once, so the event loop spun on a full core's share
+    while workers slept or computed; on 2 cores it ate the processes=2 speed-up."""
+    pipe = Pipeline()
+
+    @pipe.processor(name="nap", **strategy)
+    def nap(x: int) -> int:
+        time.sleep(0.02)  # the workload: waiting, which should cost this process no CPU
+        return x
+
+    before, started = os.times(), time.perf_counter()
+    pipe.run(range(40))
+    after, wall = os.times(), time.perf_counter() - started
+    cpu = (after.user - before.user) + (after.system - before.system)
+    assert cpu < IDLE_CPU_SHARE * wall, (cpu, wall)
+
+
 def test_forks_run_items_in_child_processes() -> None:
     pipe = Pipeline()
 
@@ -144,14 +243,34 @@ def test_process_context_shares_one_pool() -> None:
 
 
 def test_interpreters_fall_back_to_processes_and_say_so(caplog: pytest.LogCaptureFixture) -> None:
+    """The documented fallback (pipelines.md): processes=N, a warning, a note, on any Python."""
     pipe = Pipeline()
     pipe.processor(lambda x: os.getpid(), name="sub", interpreters=2)
+    assert pipe.build(source=[]).stages["sub"].strategy.kind == "processes"
     with caplog.at_level(logging.WARNING, logger="conveyor.pipeline"):
-        result = pipe.run(range(5), collect=True)
-    assert os.getpid() not in result.outputs
-    note = result.stats.stage("sub").notes[0]
-    assert "running on processes=2" in note and "3.14" in note
-    assert "interpreters=2" in caplog.text
+        result = pipe.run(range(20), collect=True)
+    assert os.getpid() not in result.outputs  # out of process, really
+    stage = result.stats.stage("sub")
+    assert stage.strategy == "processes=2 (asked interpreters=2)"
+    assert stage.workers == 2
+    python = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+    expected = (
+        "interpreters=2: sub-interpreter stages are not implemented in this engine yet (they "
+        f"would use concurrent.interpreters, Python 3.14+; this is {python}), so the stage is "
+        "running on processes=2"
+    )
+    assert stage.notes == [expected]
+    warnings_logged = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings_logged] == [f"stage 'sub': {expected}"]
+
+
+def test_interpreters_context_falls_back_too() -> None:
+    pipe = Pipeline()
+    pipe.context("sub", interpreters=2)
+    pipe.processor(lambda x: x + 1, name="a", context="sub")
+    result = pipe.run(range(5), collect=True)
+    assert sorted(result.outputs) == [1, 2, 3, 4, 5]
+    assert result.stats.stage("a").strategy == "processes=2 @sub (asked interpreters=2)"
 
 
 def test_per_worker_state_from_init() -> None:

@@ -131,4 +131,6 @@ def parse_strategy(stage: str, options: dict[str, Any]) -> Strategy:
             f"stage {stage!r}: {kind}= must be a positive integer (or True for the default "
             f"{default_size}), got {value!r}"
         )
+    if kind == "interpreters":  # the documented fallback; PoolDriver logs it (pool.py)
+        return Strategy("processes", value, requested=f"interpreters={value}")
     return Strategy(kind, value)

@@ -14,8 +14,9 @@ kills its worker fails. More than ``max_restarts`` deaths within ``restart_windo
 stage: a stage whose workers keep dying should stop, not spin.
 
 ``interpreters=N``: sub-interpreters need Python 3.14's ``concurrent.interpreters``; this engine
-does not implement them yet, so such a stage runs on ``processes=N`` and says so in the log and
-in its stats notes.
+does not implement them yet on any Python, so ``parse_strategy`` turns such a stage into
+``processes=N`` (its stats strategy reads ``processes=N (asked interpreters=N)``) and the driver
+says so in a warning on the ``conveyor.pipeline`` logger and in the stage's stats notes.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ class StageItemError(Exception):
         self.error_class = error_class
 
 
+def interpreters_note(size: int) -> str:
+    """What an ``interpreters=N`` stage logs and notes: it runs on processes, and why."""
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return (
+        f"interpreters={size}: sub-interpreter stages are not implemented in this engine yet "
+        f"(they would use concurrent.interpreters, Python 3.14+; this is Python {python}), "
+        f"so the stage is running on processes={size}"
+    )
+
+
 def make_pool_driver(kind: str) -> type[AsyncDriver]:
     if kind in EXECUTOR_KINDS:
         return PoolDriver
@@ -72,13 +83,8 @@ class PoolDriver(AsyncDriver):
 
     async def prepare(self) -> None:
         self._notes: list[str] = []
-        if self.spec.strategy.kind == "interpreters":
-            note = (
-                f"interpreters={self.spec.strategy.size} needs concurrent.interpreters "
-                f"(Python 3.14+), not built here; running on processes={self.spec.strategy.size}"
-            )
-            if sys.version_info < (3, 14):
-                note += f" (this is Python {sys.version_info.major}.{sys.version_info.minor})"
+        if self.spec.strategy.requested.startswith("interpreters"):
+            note = interpreters_note(self.spec.strategy.size)
             log.warning("stage %r: %s", self.name, note)
             self._notes.append(note)
         self.executor = await ensure_pool(self.run, self.spec)

@@ -166,9 +166,13 @@ class Run:
         pending = {d.done for d in self.drivers.values()}
         failure = asyncio.ensure_future(self._failure.wait())
         try:
-            await asyncio.wait(pending | {failure}, return_when=asyncio.FIRST_COMPLETED)
-            while not self.failed and not all(f.done() for f in pending):
-                await asyncio.wait(pending | {failure}, return_when=asyncio.FIRST_COMPLETED)
+            # Wait on the stages not yet done only: a done future in the set would make every
+            # wait return at once, and the loop would spin (it took half a core while process
+            # workers computed, see test_waiting_parent_stays_idle).
+            remaining = set(pending)
+            while not self.failed and remaining:
+                await asyncio.wait(remaining | {failure}, return_when=asyncio.FIRST_COMPLETED)
+                remaining = {f for f in remaining if not f.done()}
             if self.failed:
                 # Pools first: a stopped executor fails its in-flight tasks and replaces no
                 # worker, so cancelling its callers afterwards cannot race a respawn.
