@@ -16,7 +16,7 @@ import pytest
 from api_helpers import ADMIN, ENQUEUE, READ, WRONG, client, make_app
 from fastapi.routing import iter_route_contexts
 
-from conveyor import App
+from conveyor import App, EnqueueRequest
 from conveyor.admin import Inspector
 from conveyor.api import BackgroundServer, create_app
 from conveyor.api.auth import required_scope
@@ -75,13 +75,23 @@ class Seed:
         drain(app)
         self.queued = app.enqueue("echo", args=[1]).id
         self.scheduled = app.enqueue("echo", args=[2], delay=3600).id
+        if hasattr(Inspector, "flow"):  # flow control: a cron entry, a breaker, a workflow and
+            from conveyor.flow import CronEntry, chain  # a unique lock, all named "default"
+
+            flow = Inspector(app.client.sync).flow
+            flow.add_cron(CronEntry("default", "echo", every_s=3600))
+            flow.open_breaker("default", 60)
+            self.workflow = chain(EnqueueRequest("echo", args=[3]),
+                                  EnqueueRequest("echo")).enqueue(app).id
+            app.enqueue("echo", args=[4], unique_key="default")
 
 
 def example(method: str, path: str, seed: Seed) -> tuple[str, Any]:
     """A request that should succeed for a caller with enough scope: (url, json body)."""
     jobs = {"type": "echo", "args": [1]}
     filled = (path.replace("{name:path}", "default")
-              .replace("{job_id}", seed.dead[0] if path.endswith("/retry") else seed.queued))
+              .replace("{job_id}", seed.dead[0] if path.endswith("/retry") else seed.queued)
+              .replace("{job_type}", "echo").replace("{wf_id}", getattr(seed, "workflow", "")))
     bodies = {
         "/api/v1/jobs": jobs,
         "/api/v1/jobs/batch": {"jobs": [jobs, jobs]},
@@ -91,6 +101,9 @@ def example(method: str, path: str, seed: Seed) -> tuple[str, Any]:
         "/api/v1/scheduled/delete": {"job_ids": [seed.scheduled]},
         "/api/v1/retries/requeue": {"all": True},
         "/api/v1/retries/delete": {"all": True},
+        "/api/v1/flow/limits/{job_type}/rate": {"rate": "10/s"},
+        "/api/v1/flow/limits/{job_type}/concurrency": {"limit": 3},
+        "/api/v1/flow/cron": {"name": "added", "job": "echo", "every_s": 60},
     }
     return filled, bodies.get(path) if method == "POST" else None
 

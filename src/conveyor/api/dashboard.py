@@ -172,12 +172,28 @@ def queue_page(name: QueuePath, request: Request, offset: Offset = 0) -> HTMLRes
 @router.get("/jobs/{jid}")
 def job_page(jid: JobPath, request: Request) -> HTMLResponse:
     who = _who(request)
-    detail = job_detail(api_state(request), jid)
-    timeline = sorted(((label, getattr(detail, key)) for key, label in (
+    st = api_state(request)
+    detail = job_detail(st, jid)
+    events = [(label, getattr(detail, key)) for key, label in (
         ("created_at", "created"), ("enqueued_at", "enqueued"), ("scheduled_at", "scheduled for"),
-        ("started_at", "started"), ("finished_at", "finished"), ("retry_at", "retry at"))
-        if getattr(detail, key)), key=lambda item: item[1])
-    return _page(request, who, "job.html", job=detail, timeline=timeline)
+        ("started_at", "started"), ("finished_at", "finished"), ("retry_at", "retry at"))]
+    deferral = _deferral(st.inspector, jid)
+    if deferral is not None:
+        events += [("deferred", deferral.deferred_at), ("admitted", deferral.admitted_at)]
+    timeline = sorted(((label, when) for label, when in events if when), key=lambda e: e[1])
+    return _page(request, who, "job.html", job=detail, timeline=timeline, deferral=deferral)
+
+
+def _deferral(inspector: Any, jid: str) -> Any:
+    """What flow control did to the job (None without flow control or a status record)."""
+    if not hasattr(type(inspector), "flow"):
+        return None
+    from ..errors import JobNotFound
+
+    try:
+        return inspector.flow.deferral(jid)
+    except JobNotFound:
+        return None
 
 
 @router.get("/workers")

@@ -7,6 +7,7 @@ the CLI and the dashboard. Limits set here are run-time overrides per job type (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -15,23 +16,29 @@ from ..job import dumps, loads
 from .cron import CronEntry
 from .gate import rate_key_suffix
 from .keytemplate import KeyTemplate
-from .policy import FlowPolicy, normalize_override
+from .policy import OPTION_NAMES, FlowPolicy, normalize_override
 from .views import (
     EVENTS_SHOWN,
     BreakerInfo,
     CronInfo,
+    Deferral,
     LimitInfo,
     PolicyInfo,
     UniqueLock,
     WorkflowInfo,
+    WorkflowSummary,
     read_breaker,
     read_concurrency,
+    read_deferral,
     read_rate,
     read_workflow,
     redis_now_ms,
 )
 
 FORCED_OPEN_S = 60.0
+LIST_MAX = 500  # most workflows or unique locks one listing returns
+SCAN_BATCH = 500  # keys asked for per SCAN step
+SCAN_MAX_KEYS = 10_000  # a listing stops scanning after finding this many keys
 
 
 def _concrete(template: str | None, job_type: str, key: str | None) -> str | None:
@@ -67,14 +74,41 @@ class FlowAdmin:
         base = FlowPolicy().override(declared) if declared else FlowPolicy()
         return base.override(runtime) if runtime else base
 
+    def policy(self, job_type: str) -> PolicyInfo:
+        """One job type's policy (empty when it has none, declared or run-time)."""
+        found = [p for p in self.policies() if p.job_type == job_type]
+        return found[0] if found else PolicyInfo(job_type, None, None, [])
+
     def set_policy(self, job_type: str, **changes: Any) -> PolicyInfo:
         """Override ``rate_limit``, ``concurrency_limit`` and/or ``breaker`` of a job type
         (``None`` removes that one); other fields keep their declared value."""
         update = normalize_override(changes)
-        raw = self.r.hget(self.k.flow_policies, job_type)
-        stored = {**(loads(raw) if raw else {}), **update}
-        self.r.hset(self.k.flow_policies, job_type, dumps(stored))
-        return next(p for p in self.policies() if p.job_type == job_type)
+        self._update_override(job_type, lambda stored: {**stored, **update})
+        return self.policy(job_type)
+
+    def clear_override(self, job_type: str, option: str) -> PolicyInfo:
+        """Drop one field (``rate_limit``, ``concurrency_limit`` or ``breaker``) of a job
+        type's run-time override: its declared value applies again."""
+        if option not in OPTION_NAMES:
+            raise ConfigurationError(f"unknown flow option {option!r}; known: "
+                                     f"{', '.join(OPTION_NAMES)}")
+        self._update_override(job_type, lambda stored: {k: v for k, v in stored.items()
+                                                         if k != option})
+        return self.policy(job_type)
+
+    def _update_override(self, job_type: str,
+                         change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Read, change and write one override atomically (WATCH: concurrent admins)."""
+        def update(pipe: Any) -> None:
+            raw = pipe.hget(self.k.flow_policies, job_type)
+            stored = change(loads(raw) if raw else {})
+            pipe.multi()
+            if stored:
+                pipe.hset(self.k.flow_policies, job_type, dumps(stored))
+            else:
+                pipe.hdel(self.k.flow_policies, job_type)
+
+        self.r.transaction(update, self.k.flow_policies)
 
     def clear_policy(self, job_type: str) -> bool:
         """Drop the run-time override: the declared policy applies again."""
@@ -181,8 +215,55 @@ class FlowAdmin:
         return next(c for c in self.cron_entries() if c.name == name)
 
     # --- workflows and unique locks ------------------------------------------------------
+    def _scan(self, pattern: str) -> list[bytes]:
+        """Keys matching ``pattern``, at most ``SCAN_MAX_KEYS`` (SCAN: never blocks Redis)."""
+        found: list[bytes] = []
+        for key in self.r.scan_iter(match=pattern, count=SCAN_BATCH):
+            found.append(key)
+            if len(found) >= SCAN_MAX_KEYS:
+                break
+        return found
+
+    def workflows(self, limit: int = 50) -> list[WorkflowSummary]:
+        """The newest workflows still on record (they expire with their TTL), newest first."""
+        prefix = self.k.workflow("")
+        keys = self._scan(self.k.workflow("*"))
+        pipe = self.r.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, "state", "created_at", "finished_at")
+        out = []
+        for key, (state, created, finished) in zip(keys, pipe.execute(), strict=True):
+            if state is None:  # expired between SCAN and HMGET
+                continue
+            out.append(WorkflowSummary(key.decode()[len(prefix):], state.decode(),
+                                       float(created) if created else None,
+                                       float(finished) if finished else None))
+        out.sort(key=lambda w: w.created_at or 0.0, reverse=True)
+        return out[:max(0, min(limit, LIST_MAX))]
+
     def workflow(self, wfid: str) -> WorkflowInfo:
         return read_workflow(self.broker, wfid)
+
+    def unique_locks(self, limit: int = 50) -> list[UniqueLock]:
+        """Unique locks held now, by key (at most ``limit``)."""
+        prefix = self.k.unique("")
+        keys = sorted(self._scan(self.k.unique("*")))
+        pipe = self.r.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+            pipe.pttl(key)
+        replies = pipe.execute()
+        out = []
+        for i, key in enumerate(keys):
+            jid, ttl_ms = replies[2 * i], replies[2 * i + 1]
+            if jid is not None:
+                out.append(UniqueLock(key.decode()[len(prefix):], jid.decode(),
+                                      max(0, ttl_ms) / 1000))
+        return out[:max(0, min(limit, LIST_MAX))]
+
+    def deferral(self, jid: str) -> Deferral:
+        """How flow control held a job back: deferrals, the last reason, admission time."""
+        return read_deferral(self.broker, jid)
 
     def unique_lock(self, key: str) -> UniqueLock:
         full = self.k.unique(key)

@@ -39,6 +39,25 @@ CATCH_UP_MAX_SLOTS = 100
 CATCH_UP_POLICIES = ("one", "all", "none")
 MIN_INTERVAL_S = 0.1
 _NAME = re.compile(r"^[^\x00-\x1f]{1,200}$")
+NAME_PATTERN = _NAME.pattern
+
+
+def _cron_field(value: str) -> str:
+    one = rf"(?:\*|(?:{value})(?:-(?:{value}))?)(?:/[1-9][0-9]?)?"
+    return rf"(?:{one}(?:,{one})*)"
+
+
+_MINUTE, _HOUR = r"[1-5]?[0-9]", r"1?[0-9]|2[0-3]"
+_MONTH = r"[1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+_WEEKDAY = r"[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT"
+# Cron expressions that always have a next slot, as a JSON-schema pattern (the REST API's): the
+# usual five fields (six with seconds last), and days 29-31 only with every month, so that no
+# expression names a date that never comes (croniter accepts "0 0 31 2 *", then finds no slot).
+EXPRESSION_PATTERN = (
+    rf"^{_cron_field(_MINUTE)} {_cron_field(_HOUR)} "
+    rf"(?:{_cron_field(r'[1-9]|[12][0-9]|3[01]')} \*(?:/[1-9][0-9]?)?"
+    rf"|{_cron_field(r'[1-9]|1[0-9]|2[0-8]')} {_cron_field(_MONTH)}) "
+    rf"{_cron_field(_WEEKDAY)}(?: {_cron_field(_MINUTE)})?$")
 
 
 def _croniter() -> Any:

@@ -27,6 +27,10 @@ _FIELD = re.compile(r"\{([^{}]*)\}")
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+)\]")
 _ROOTS = ("args", "kwargs", "class", "queue")
 _ROOT = re.compile(r"(args|kwargs|class|queue)(?![A-Za-z0-9_])")
+# The templates whose every brace is a valid field, as a JSON-schema pattern (the REST API's;
+# the parser itself also takes stray braces as text).
+TEMPLATE_PATTERN = (r"^(?:[^{}]|\{(?:args|kwargs|class|queue)"
+                    r"(?:\.[A-Za-z_][A-Za-z0-9_]*|\[-?[0-9]{1,9}\])*\})+$")
 
 
 class KeyTemplateError(ConfigurationError):

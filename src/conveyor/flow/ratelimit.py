@@ -29,6 +29,13 @@ MIN_PERIOD_S = 0.01
 _TEXT = re.compile(
     r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*(?:(window|bucket)(?:\s+(\d+))?)?\s*$")
 
+# Rate texts :meth:`RateLimit.parse` accepts, lower case, with a period of at least
+# MIN_PERIOD_S, as a JSON-schema pattern (the REST API's; slightly stricter than the parser).
+TEXT_PATTERN = (r"^ *[1-9][0-9]{0,8} */ *"
+                r"(?:(?:[1-9][0-9]{0,5}(?:\.[0-9]{1,3})?|0?\.[1-9][0-9]{0,2})? *(?:s|sec|m|min|h|d)"
+                r"|[1-9][0-9]{1,5} *ms)"
+                r"(?: +(?:window|bucket)(?: +[1-9][0-9]{0,8})?)? *$")
+
 Algorithm = Literal["window", "bucket"]
 
 

@@ -112,10 +112,38 @@ class WorkflowInfo:
 
 
 @dataclass(frozen=True)
+class WorkflowSummary:
+    """A workflow without its nodes, for lists."""
+
+    id: str
+    state: str  # active | completed | failed
+    created_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
 class UniqueLock:
     key: str
     jid: str
     ttl_s: float
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """What flow control did to one job: from its status record (``admit.lua`` writes it).
+
+    ``deferrals`` counts the times it was sent back to the schedule (not failures, not
+    retries); ``deferred_reason`` and ``deferred_at`` are the last one's; ``admitted_at`` is when
+    the gate last let it start; ``scheduled_at`` is when a deferred job will be tried again.
+    """
+
+    jid: str
+    state: str
+    deferrals: int
+    deferred_reason: str
+    deferred_at: float | None
+    admitted_at: float | None
+    scheduled_at: float | None
 
 
 def redis_now_ms(r: Any) -> int:
@@ -135,6 +163,26 @@ def _json(text: str) -> Any:
         return loads(text)
     except ValueError:
         return text
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def read_deferral(broker: Any, jid: str) -> Deferral:
+    from ..errors import JobNotFound
+
+    h = broker.redis.hgetall(broker.keys.job(jid))
+    if not h:
+        raise JobNotFound(f"no job {jid!r} (unknown id, or its status record expired)")
+    deferrals = _text(h, "deferrals", "0")
+    return Deferral(jid, _text(h, "state", "unknown"),
+                    int(deferrals) if deferrals.lstrip("-").isdigit() else 0,
+                    _text(h, "deferred_reason"), _seconds(_text(h, "deferred_at")),
+                    _seconds(_text(h, "admitted_at")), _seconds(_text(h, "scheduled_at")))
 
 
 def read_breaker(broker: Any, name: str, events_shown: int = EVENTS_SHOWN) -> BreakerInfo:
