@@ -2,12 +2,16 @@
 
 Shared by the process and fork executors so that timeouts, cancellation and crashes read the
 same in both. A child that times out, is cancelled, or whose caller is cancelled is SIGKILLed
-(through the zygote); the caller then decides whether to replace it.
+(through the zygote); the caller then decides whether to replace it. Progress frames the child
+sends before its reply (``_child``) are handed to the task's context here, as a job in this
+process would report them (``JobContext.progress``: the status record); a report that fails is
+logged, never the job's failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -17,7 +21,9 @@ from ._wire import describe_exit, encode_frame, outcome_from_wire, read_frame_as
 from ._zygote import Child, Zygote
 from .base import Outcome, Task, cancelled_outcome
 
+log = logging.getLogger("conveyor.executors")
 JOB_FIELDS = ("jid", "name", "queue", "attempt")
+PROGRESS_TAG = dumps({"op": "progress"})[:-1]  # how every progress frame starts; replies: {"ok"
 
 
 def task_frame(task: Task) -> bytes:
@@ -31,11 +37,28 @@ def task_frame(task: Task) -> bytes:
     return encode_frame(dumps(msg))
 
 
-async def _roundtrip(child: Child, frame: bytes) -> bytes | None:
+async def _roundtrip(child: Child, frame: bytes, task: Task) -> bytes | None:
     if frame:
         child.writer.write(frame)
         await child.writer.drain()
-    return await read_frame_async(child.reader)
+    while True:
+        raw = await read_frame_async(child.reader)
+        if raw is None or not raw.startswith(PROGRESS_TAG):
+            return raw
+        relay_progress(task, raw)
+
+
+def relay_progress(task: Task, raw: bytes) -> None:
+    """Report a child's progress frame through the task's context (the worker's JobContext)."""
+    report = getattr(task.context, "progress", None)
+    if not callable(report):
+        return
+    try:
+        msg = loads(raw)
+        meta = msg.get("meta") or {}
+        report(float(msg["fraction"]), str(msg.get("message") or ""), **meta)
+    except Exception as exc:  # a lost progress report must not fail the job
+        log.warning("progress of job %s not recorded: %s", task.key, exc)
 
 
 async def call(kind: str, zygote: Zygote, child: Child, frame: bytes, task: Task,
@@ -54,7 +77,7 @@ async def call(kind: str, zygote: Zygote, child: Child, frame: bytes, task: Task
 async def _call(kind: str, zygote: Zygote, child: Child, frame: bytes, task: Task,
                 started: float, queued: float) -> tuple[Outcome, dict[str, Any] | None]:
     try:
-        raw = await asyncio.wait_for(_roundtrip(child, frame), task.timeout)
+        raw = await asyncio.wait_for(_roundtrip(child, frame, task), task.timeout)
     except TimeoutError:
         zygote.kill(child.pid)
         timeout = JobTimeout(f"job {task.name!r} ran past its timeout of {task.timeout}s; "

@@ -5,6 +5,12 @@ the reply is ``{"ok": true, "value": ...}`` or the error form of ``_wire``. The 
 from the ``functions`` mapping this process inherited by fork, never from the frame. A coroutine
 function runs to completion on a private event loop kept for the life of the child.
 
+While the job runs, each ``current_job().progress(fraction, message, **meta)`` it calls is sent
+on the same channel ahead of the reply as a *progress frame*, ``{"op": "progress", "fraction",
+"message"[, "meta"]}``; the worker's side (``_calls``) hands it to the job's context there, which
+stores it in the status record. Frames are sent under one lock, so a job thread reporting
+progress cannot interleave with the reply.
+
 :func:`serve` is the persistent worker of the ``process`` executor (it runs the ``init`` hook once,
 then one task after another, and retires after ``max_tasks`` tasks or past ``max_rss_mb``);
 :func:`run_once` is the single task of a ``fork`` child.
@@ -17,6 +23,7 @@ import inspect
 import os
 import resource
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,19 +34,32 @@ from ._wire import encode_frame, error_to_wire, read_frame
 BYTES_PER_MB = 1024 * 1024
 
 
+class Channel:
+    """The child's end of its channel: whole frames, one at a time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, payload: bytes) -> None:
+        with self._lock:
+            self.sock.sendall(encode_frame(payload))
+
+
 def serve(channel: socket.socket, request: dict[str, Any], *,
           functions: Mapping[str, Callable[..., Any]], init: Callable[[], Any] | None,
           max_tasks: int | None, max_rss_mb: float | None) -> int:
     """The loop of a persistent worker process; returns its exit code."""
     stream = channel.makefile("rb")
+    out = Channel(channel)
     if init is not None:
         try:
             init()
         except BaseException as exc:
-            channel.sendall(encode_frame(dumps({"op": "init_failed", **error_to_wire(exc)})))
+            out.send(dumps({"op": "init_failed", **error_to_wire(exc)}))
             return 1
-    channel.sendall(encode_frame(dumps({"op": "ready", "pid": os.getpid()})))
-    runner = Runner(functions)
+    out.send(dumps({"op": "ready", "pid": os.getpid()}))
+    runner = Runner(functions, out.send)
     done = 0
     while (raw := read_frame(stream)) is not None:
         reply = runner.execute(raw)
@@ -48,7 +68,7 @@ def serve(channel: socket.socket, request: dict[str, Any], *,
             max_rss_mb is not None and rss_bytes() > max_rss_mb * BYTES_PER_MB)
         if retire:
             reply["retire"] = True
-        channel.sendall(encode_frame(encode_reply(reply)))
+        out.send(encode_reply(reply))
         if retire:
             return 0
     return 0
@@ -59,7 +79,8 @@ def run_once(channel: socket.socket, request: dict[str, Any], *,
     """The life of a fork child: one task, one reply."""
     raw = read_frame(channel.makefile("rb"))
     if raw is not None:
-        channel.sendall(encode_frame(encode_reply(Runner(functions).execute(raw))))
+        out = Channel(channel)
+        out.send(encode_reply(Runner(functions, out.send).execute(raw)))
     return 0
 
 
@@ -81,10 +102,13 @@ def rss_bytes() -> int:
 
 
 class Runner:
-    """Calls functions by name for the frames one child receives."""
+    """Calls functions by name for the frames one child receives; ``send`` carries progress
+    frames to the worker (None: progress stays in the child)."""
 
-    def __init__(self, functions: Mapping[str, Callable[..., Any]]) -> None:
+    def __init__(self, functions: Mapping[str, Callable[..., Any]],
+                 send: Callable[[bytes], None] | None = None) -> None:
         self.functions = functions
+        self.send = send
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def execute(self, raw: bytes) -> dict[str, Any]:
@@ -97,7 +121,7 @@ class Runner:
                 raise UnknownJobType(msg["name"], self.functions.keys())
         except BaseException as exc:
             return error_to_wire(exc)
-        token = current_task_context.set(_job_context(msg.get("job")))
+        token = current_task_context.set(_job_context(msg.get("job"), self.send))
         try:
             value = fn(*msg.get("args", ()), **msg.get("kwargs") or {})
             if inspect.isawaitable(value):
@@ -116,11 +140,15 @@ class Runner:
         return self._loop.run_until_complete(awaitable)
 
 
-def _job_context(job: Any) -> Any:
-    """A ``current_job()`` context for job code (progress reports stay local in a child)."""
+def _job_context(job: Any, send: Callable[[bytes], None] | None = None) -> Any:
+    """A ``current_job()`` context for job code; its progress reports go out through ``send``."""
     if not isinstance(job, dict):
         return None
     from ..context import JobContext
 
+    def report(jid: str, fields: dict[str, Any]) -> None:
+        if send is not None and "progress" in fields:
+            send(dumps({"op": "progress", **loads(fields["progress"])}))
+
     return JobContext(str(job.get("jid", "")), str(job.get("name", "")),
-                      str(job.get("queue", "")), int(job.get("attempt", 1)))
+                      str(job.get("queue", "")), int(job.get("attempt", 1)), _report=report)
