@@ -3,6 +3,8 @@
 A request becomes a Sidekiq-format payload (see ``job.py``) and one script call puts it in its
 queue or the schedule together with its status record. ``enqueue_many`` sends all requests in
 one pipelined round trip. A :class:`JobHandle` reads a job's status and waits for its result.
+While OpenTelemetry tracing is on, each job is enqueued under its own PRODUCER span and carries
+its ``traceparent`` (``conveyor.tracing.enqueue_spans``); while it is off that costs nothing.
 """
 
 from __future__ import annotations
@@ -10,14 +12,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from . import tracing
 from .broker import AsyncBroker, EnqueueItem, Pushed, SyncBroker
 from .errors import JobFailed, JobNotFound
 from .flow.unique import resolve as resolve_unique
-from .job import build_payload, check_arguments, dumps, loads, stamp_enqueued, validate_queue_name
+from .job import (
+    build_payload,
+    check_arguments,
+    dumps,
+    loads,
+    new_jid,
+    stamp_enqueued,
+    validate_queue_name,
+)
 
 if TYPE_CHECKING:
     from .app import App
@@ -211,18 +222,23 @@ class Client:
         self.close()
 
     # --- building ------------------------------------------------------------------------------
-    def build(self, req: EnqueueRequest) -> EnqueueItem:
-        """Validate a request and build its payload; raises before anything is sent."""
+    def build(self, req: EnqueueRequest,
+              spans: tracing.EnqueueSpans | None = None) -> EnqueueItem:
+        """Validate a request and build its payload; raises before anything is sent. With
+        ``spans`` (tracing on), the job gets an enqueue span unless it carries a traceparent."""
         spec = self.app.registry.get(req.name)
         queue = self._queue_of(req, spec.queue if spec else "default")
         check_arguments(req.args, req.kwargs)
+        jid = req.jid or new_jid()
+        if spans is not None and tracing.TRACEPARENT not in (req.extra or {}):
+            req = replace(req, extra={**(req.extra or {}), **spans.carrier(req.name, queue, jid)})
         extra: dict[str, Any] = dict(req.extra or {})
         timeout = req.timeout if req.timeout is not None else None
         if timeout is not None:
             extra["timeout"] = timeout
         retry: bool | int = req.retry if req.retry is not None else (spec.retry if spec else True)
         payload = build_payload(req.name, req.args, req.kwargs, queue=queue, retry=retry,
-                                jid=req.jid, extra=extra)
+                                jid=jid, extra=extra)
         when = _when(req)
         if not when:
             stamp_enqueued(payload)
@@ -247,16 +263,18 @@ class Client:
 
     # --- sending ---------------------------------------------------------------------------------
     def enqueue(self, req: EnqueueRequest) -> JobHandle:
-        item = self.build(req)
-        if self.app.inline:
-            return self._run_inline(req, item)
-        return self._handles([item], self.sync.push([item]))[0]
+        with tracing.enqueue_spans() as spans:  # ended once the push returned
+            item = self.build(req, spans)
+            if self.app.inline:
+                return self._run_inline(req, item)
+            return self._handles([item], self.sync.push([item]))[0]
 
     def enqueue_many(self, reqs: Sequence[EnqueueRequest]) -> list[JobHandle]:
-        items = [self.build(r) for r in reqs]
-        if self.app.inline:
-            return [self._run_inline(r, i) for r, i in zip(reqs, items, strict=True)]
-        return self._handles(items, self.sync.push(items))
+        with tracing.enqueue_spans() as spans:
+            items = [self.build(r, spans) for r in reqs]
+            if self.app.inline:
+                return [self._run_inline(r, i) for r, i in zip(reqs, items, strict=True)]
+            return self._handles(items, self.sync.push(items))
 
     def _handles(self, items: Sequence[EnqueueItem], pushed: Pushed) -> list[JobHandle]:
         """Handles in request order; a duplicate gets the id of the job holding its lock."""
@@ -264,19 +282,21 @@ class Client:
                 else JobHandle(self, it.jid) for i, it in enumerate(items)]
 
     async def aenqueue(self, req: EnqueueRequest) -> JobHandle:
-        item = self.build(req)
-        if self.app.inline:
-            return await asyncio.to_thread(self._run_inline, req, item)
-        broker = await self.async_broker()
-        return self._handles([item], await broker.push([item]))[0]
+        with tracing.enqueue_spans() as spans:
+            item = self.build(req, spans)
+            if self.app.inline:
+                return await asyncio.to_thread(self._run_inline, req, item)
+            broker = await self.async_broker()
+            return self._handles([item], await broker.push([item]))[0]
 
     async def aenqueue_many(self, reqs: Sequence[EnqueueRequest]) -> list[JobHandle]:
-        items = [self.build(r) for r in reqs]
-        if self.app.inline:
-            return [await asyncio.to_thread(self._run_inline, r, i)
-                    for r, i in zip(reqs, items, strict=True)]
-        broker = await self.async_broker()
-        return self._handles(items, await broker.push(items))
+        with tracing.enqueue_spans() as spans:
+            items = [self.build(r, spans) for r in reqs]
+            if self.app.inline:
+                return [await asyncio.to_thread(self._run_inline, r, i)
+                        for r, i in zip(reqs, items, strict=True)]
+            broker = await self.async_broker()
+            return self._handles(items, await broker.push(items))
 
     def _run_inline(self, req: EnqueueRequest, item: EnqueueItem) -> JobHandle:
         from .testing import run_inline
