@@ -52,8 +52,13 @@ def max_retries_of(retry: Any, default_max: int = MAX_RETRIES) -> int:
 
 def compress_backtrace(lines: list[str]) -> str:
     """Sidekiq 6.4's ``error_backtrace``: Ruby's ``Base64.encode64`` (a newline after every 60
-    characters and at the end) of zlib-deflated compact UTF-8 JSON, byte for byte."""
-    packed = zlib.compress(json.dumps(lines, separators=(",", ":"), ensure_ascii=False).encode())
+    characters and at the end) of zlib-deflated compact UTF-8 JSON, byte for byte.
+
+    A frame whose path held bytes that are not UTF-8 carries lone surrogates (Python's
+    ``surrogateescape``); they become ``?``, as in :func:`scrub_message`, instead of failing
+    the job's failure bookkeeping."""
+    text = json.dumps(lines, separators=(",", ":"), ensure_ascii=False)
+    packed = zlib.compress(text.encode("utf-8", "replace"))
     text = base64.b64encode(packed).decode()
     return "".join(text[i:i + RUBY_BASE64_LINE_CHARS] + "\n"
                    for i in range(0, len(text), RUBY_BASE64_LINE_CHARS))

@@ -4,6 +4,7 @@
   JSON result (Sidekiq::Client, perform_*, ActiveJob, the API sets, ProcessSet...).
 * :class:`SidekiqProcess` is a real ``sidekiq`` server process with the app in ``ruby/app.rb``.
 * :class:`ConveyorThread` runs a Conveyor worker in a thread of the test process.
+* :func:`conveyor_cli` runs the ``conveyor`` command line in a subprocess, as a user does.
 * :func:`wait_until` waits on a condition (never a fixed sleep).
 """
 
@@ -17,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -117,7 +119,7 @@ class SidekiqProcess:
         for ident in r.smembers("processes"):
             info = r.hget(ident, "info")
             if info and json.loads(info).get("pid") == self.pid:
-                return str(ident.decode())
+                return ident.decode() if isinstance(ident, bytes) else str(ident)
         return None
 
     def tail(self) -> str:
@@ -172,6 +174,17 @@ class ConveyorThread:
             self.thread.join(STOP_TIMEOUT_S)
         if self.error is not None:
             raise self.error
+
+
+def conveyor_cli(redis_url: str, *args: str, stdin: str | None = None,
+                 expect_rc: int = 0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m conveyor ARGS`` against ``redis_url`` and check its exit code."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(CONVEYOR_REDIS_URL=redis_url, COLUMNS="200")
+    proc = subprocess.run([sys.executable, "-m", "conveyor", *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    assert proc.returncode == expect_rc, f"conveyor {' '.join(args)}: {proc.stderr}{proc.stdout}"
+    return proc
 
 
 def fast_app(redis_url: str, **overrides: Any) -> App:

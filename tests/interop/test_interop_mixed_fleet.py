@@ -2,7 +2,9 @@
 
 Each side serves its own queues; a Conveyor worker never dead-sets a job that a live Sidekiq
 process could run; on a queue deliberately shared (``unknown_classes=hand_back``) the jobs
-Conveyor has no handler for go back to Sidekiq untouched.
+Conveyor has no handler for go back to Sidekiq untouched. With the default policy on a shared
+queue, the Ruby jobs fetched while no Sidekiq process is registered (a deploy) are dead-set
+with the reason, and ``conveyor dead requeue`` gives them back to Sidekiq.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from typing import Any
 
 import pytest
 import redis
-from interop_helpers import ConveyorThread, Recorder, fast_app, ran_in_ruby, wait_until
+from interop_helpers import (
+    ConveyorThread,
+    Recorder,
+    conveyor_cli,
+    fast_app,
+    ran_in_ruby,
+    wait_until,
+)
 
 from conveyor import App, current_job
 from conveyor.errors import ConfigurationError
@@ -105,4 +114,36 @@ def test_hand_back_policy_shares_a_queue_during_a_migration(
     done = [r["jid"] for r in ran if r["class"] == "RubyRecordJob"]
     done += [jid for jid, _ in python_runs.items]
     assert sorted(done) == sorted(both)  # each exactly once, on one side or the other
+    assert redis_sync.zcard("dead") == redis_sync.zcard("retry") == 0
+
+
+def test_a_sidekiq_deploy_under_dead_policy_dead_sets_ruby_jobs_and_requeue_recovers_them(
+        app: App, ruby: Any, sidekiq: Any, conveyor: Any, redis_url: str,
+        redis_sync: redis.Redis) -> None:
+    """The window of docs/sidekiq.md "During a Sidekiq deploy": the default policy decides when
+    it fetches a job, from the processes registered at that moment."""
+
+    @app.job(name="HardWorkJob", queue="shared")
+    def hard_work(n: int) -> None:
+        pass
+
+    conveyor(app, ["shared"])  # started while no Sidekiq served "shared": allowed
+    old_release = sidekiq(["shared"])
+    old_release.stop()  # a clean shutdown takes it out of `processes` at once
+    jids = ruby("push_bulk", {"class": "RubyRecordJob", "queue": "shared",
+                              "args": [[n] for n in range(3)]})
+    raws = wait_until(lambda: redis_sync.zcard("dead") == 3 and redis_sync.zrange("dead", 0, -1),
+                      what="the Ruby jobs to be dead-set while no Sidekiq is registered")
+    entries = {e["jid"]: e for e in map(json.loads, raws)}
+    assert set(entries) == set(jids)
+    for n, jid in enumerate(jids):
+        assert entries[jid]["args"] == [n] and entries[jid]["error_class"] == "UnknownJobType"
+        assert entries[jid]["error_message"] == ("job type 'RubyRecordJob' is not registered; "
+                                                 "registered types: HardWorkJob")
+
+    sidekiq(["shared"])  # the new release is up: requeue them for it
+    assert "requeued 3 job(s)" in conveyor_cli(redis_url, "dead", "requeue", *jids).stdout
+    runs = ran_in_ruby(redis_sync, 3)
+    assert sorted((r["jid"], r["args"]) for r in runs) == sorted(
+        (jid, [n]) for n, jid in enumerate(jids))
     assert redis_sync.zcard("dead") == redis_sync.zcard("retry") == 0

@@ -2,6 +2,7 @@
 # Prints one JSON document: the command's result. Uses only Sidekiq's public client and API
 # (Sidekiq::Client, Worker.perform_*, ActiveJob perform_later, Sidekiq::*Set, ProcessSet, ...).
 require_relative "app"
+require "sidekiq/job_retry"
 
 Sidekiq.logger.level = Logger::ERROR  # keep stdout for the result; warnings are not results
 
@@ -77,7 +78,13 @@ COMMANDS = {
     true
   },
   # Ruby's own encoding of a JSON document, for byte comparisons with Python's.
-  "generate" => ->(p) { {"json" => Sidekiq.dump_json(p["value"])} }
+  "generate" => ->(p) { {"json" => Sidekiq.dump_json(p["value"])} },
+  # error_backtrace as Sidekiq writes it, for each list of frames: JobRetry's own (private)
+  # compress_backtrace, the code a failing job goes through.
+  "compress_backtrace" => lambda { |p|
+    retrier = Sidekiq::JobRetry.new
+    p.map { |frames| retrier.send(:compress_backtrace, frames) }
+  }
 }
 
 command = ARGV.fetch(0)
