@@ -221,12 +221,16 @@ def parse_job(raw: bytes, queue: str, token: str = "") -> Job:
     return Job(raw=raw, data=data, queue=queue, token=token)
 
 
+SIDEKIQ_RETRY_NOW_COUNT = -1
+
+
 def _check_numbers(data: dict[str, Any]) -> None:
     """The fields the worker computes with must have their types, or the job would run (and
     fail, and retry) on garbage, or wedge its worker slot (issue 9, scenario 8)."""
     count = data.get("retry_count")
-    if count is not None and (type(count) is not int or count < 0):
-        raise MalformedJob(f"'retry_count' must be a non-negative integer, got {count!r:.40}")
+    # -1 is Sidekiq's own: its Web UI's "Retry Now" writes it so the next failure counts 0.
+    if count is not None and (type(count) is not int or count < SIDEKIQ_RETRY_NOW_COUNT):
+        raise MalformedJob(f"'retry_count' must be an integer of at least -1, got {count!r:.40}")
     timeout = data.get("timeout")
     if timeout is not None and (type(timeout) not in (int, float) or not 0 < timeout < math.inf):
         raise MalformedJob(f"'timeout' must be a positive number of seconds, got {timeout!r:.40}")
