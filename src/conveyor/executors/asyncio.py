@@ -83,20 +83,19 @@ _CALL_OPCODES = frozenset(op for name, op in dis.opmap.items()
 
 
 class _Interrupt(BaseException):
-    """Raised inside a job that blocks the loop past its deadline (caught by ``_call``)."""
+    """Raised inside a job that blocks the loop past its deadline; ``target`` is ``id()`` of the
+    job's Task, so an inner job run inline by an overdue one lets it pass to its own ``_call``.
+    (A subclass is made per interrupt: ``PyThreadState_SetAsyncExc`` takes a class.)"""
+
+    target = 0
+
+
+def _interrupt_for(task: Task) -> type[_Interrupt]:
+    return type("_Interrupt", (_Interrupt,), {"target": id(task)})
 
 
 class _Expired(Exception):
     """The job's ``asyncio.timeout`` expired (told apart from a TimeoutError of the job's)."""
-
-
-@dataclass(slots=True)
-class _Running:
-    """One job on the loop: what the watchdog knows about it."""
-
-    task: Task
-    deadline: float | None
-    interrupted_at: float = 0.0
 
 
 class AsyncioExecutor(Executor):
@@ -144,12 +143,11 @@ class AsyncioExecutor(Executor):
         me = asyncio.current_task()
         if key and me is not None:
             self._running[key] = me
-        running = _Running(task, started + task.timeout if task.timeout else None)
         token = current_task_context.set(task.context)
         try:
-            value = await self._invoke(fn, task, running)
+            value = await self._invoke(fn, task, started)
         except BaseException as exc:
-            outcome = self._failure(exc, running, me, started, queued)
+            outcome = self._failure(exc, task, me, started, queued)
             if outcome is None:
                 raise
             return outcome
@@ -163,28 +161,27 @@ class AsyncioExecutor(Executor):
                 me.uncancel()
         return Outcome.success(value, time.monotonic() - started, queued)
 
-    async def _invoke(self, fn: Callable[..., Any], task: Task, running: _Running) -> Any:
-        assert self._watch is not None
+    async def _invoke(self, fn: Callable[..., Any], task: Task, started: float) -> Any:
         if not task.timeout:
-            return await _guarded(fn, task, running, self._watch.frames)
+            return await _guarded(fn, task, None)
         timer = asyncio.timeout(task.timeout)
         try:
             async with timer:
-                return await _guarded(fn, task, running, self._watch.frames)
+                return await _guarded(fn, task, started + task.timeout)
         except TimeoutError:
             if timer.expired():  # ours, not a TimeoutError of the job's own
                 raise _Expired() from None
             raise
 
-    def _failure(self, exc: BaseException, running: _Running, me: asyncio.Task[Any] | None,
+    def _failure(self, exc: BaseException, task: Task, me: asyncio.Task[Any] | None,
                  started: float, queued: float) -> Outcome | None:
         """The outcome for what came out of a job, or None to let it propagate."""
-        task, duration = running.task, time.monotonic() - started
+        duration = time.monotonic() - started
         if isinstance(exc, _Expired):
             error = JobTimeout(f"job {task.name!r} ran past its timeout of {task.timeout}s")
             return Outcome.failure(error, duration, queued, [])
         if isinstance(exc, _Interrupt):
-            if not running.interrupted_at:
+            if exc.target != id(task):
                 return None  # meant for an enclosing job (one job running another inline)
             error = JobTimeout(f"job {task.name!r} ran past its timeout of {task.timeout}s while "
                                "blocking the event loop, and was interrupted")
@@ -221,18 +218,29 @@ class AsyncioExecutor(Executor):
             self._watch = None
 
 
-async def _guarded(fn: Callable[..., Any], task: Task, running: _Running,
-                   frames: dict[types.FrameType, _Running]) -> Any:
-    """Call the job with this frame registered, so the watchdog can find it on the stack."""
-    frame = sys._getframe()
-    frames[frame] = running
-    try:
-        result = fn(*task.args, **task.kwargs)
-        if type(result) is types.CoroutineType or inspect.isawaitable(result):
-            result = await result
-        return result
-    finally:
-        del frames[frame]
+async def _guarded(fn: Callable[..., Any], task: Task, deadline: float | None) -> Any:
+    """Call the job. The watchdog knows this frame by its code and reads ``task`` and
+    ``deadline`` from its locals, so running a job costs no bookkeeping."""
+    result = fn(*task.args, **task.kwargs)
+    if type(result) is types.CoroutineType or inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+_GUARDED_CODE = _guarded.__code__
+
+
+def _jobs_on(top: types.FrameType | None) -> list[tuple[Task, float | None]]:
+    """(task, deadline) of each job whose ``_guarded`` frame is on this stack, innermost
+    first. (Reading ``f_locals`` of a frame that has started only copies its locals.)"""
+    out = []
+    frame = top
+    while frame is not None:
+        if frame.f_code is _GUARDED_CODE:
+            local = frame.f_locals
+            out.append((local["task"], local["deadline"]))
+        frame = frame.f_back
+    return out
 
 
 # --- the watchdog ---------------------------------------------------------------------------
@@ -240,7 +248,8 @@ async def _guarded(fn: Callable[..., Any], task: Task, running: _Running,
 
 @dataclass(eq=False)
 class _LoopWatch:
-    """One watched loop: its thread, its last tick and the job frames running on it."""
+    """One watched loop: its thread, its last tick, and the jobs interrupted while it has been
+    blocked this time (``id(task)`` -> when)."""
 
     loop: asyncio.AbstractEventLoop
     thread_id: int
@@ -249,7 +258,7 @@ class _LoopWatch:
     users: int = 1
     last_tick: float = field(default_factory=time.monotonic)
     warned: bool = False
-    frames: dict[types.FrameType, _Running] = field(default_factory=dict)
+    interrupted: dict[int, float] = field(default_factory=dict)
     handle: asyncio.TimerHandle | None = None
 
     def tick(self) -> None:
@@ -322,12 +331,9 @@ class _Watchdog:
         if w is None:
             return
         now = time.monotonic()
-        while frame is not None:
-            running = w.frames.get(frame)
-            if running is not None and running.deadline is not None and now >= running.deadline:
-                running.interrupted_at = now
-                raise _Interrupt()
-            frame = frame.f_back
+        for task, deadline in _jobs_on(frame):
+            if deadline is not None and now >= deadline:
+                raise _interrupt_for(task)()
 
     def _run(self) -> None:
         stop = self._stop
@@ -343,38 +349,29 @@ class _Watchdog:
         stalled_s = now - w.last_tick
         if stalled_s < STALL_S or w.loop.is_closed() or not w.loop.is_running():
             w.warned = False
+            w.interrupted.clear()
             return
         top = sys._current_frames().get(w.thread_id)
         if top is None:
             return
-        stack = _stack(top)
-        jobs = [(f, w.frames[f]) for f in stack if f in w.frames]  # innermost first
+        jobs = _jobs_on(top)
         if w.warn_after_s is not None and stalled_s >= w.warn_after_s and not w.warned:
             w.warned = True
-            _warn_blocked(stalled_s, top, [r for _, r in jobs])
-        for f, running in jobs:
-            overdue = running.deadline is not None and now >= running.deadline
-            if overdue and now - running.interrupted_at >= INTERRUPT_REPEAT_S:
+            _warn_blocked(stalled_s, top, [task for task, _ in jobs])
+        for task, deadline in jobs:
+            last = w.interrupted.get(id(task), -INTERRUPT_REPEAT_S)
+            if deadline is not None and now >= deadline and now - last >= INTERRUPT_REPEAT_S:
                 if w.on_main_thread:
                     signal.pthread_kill(w.thread_id, INTERRUPT_SIGNAL)
-                else:
-                    _inject(w, f, running, top)
+                elif not _inject(w.thread_id, task, top):
+                    return  # not a safe moment: look again on the next round
+                w.interrupted[id(task)] = now
                 return
 
 
-def _stack(top: types.FrameType) -> list[types.FrameType]:
-    out = []
-    frame: types.FrameType | None = top
-    while frame is not None:
-        out.append(frame)
-        frame = frame.f_back
-    return out
-
-
-def _warn_blocked(stalled_s: float, top: types.FrameType, jobs: list[_Running]) -> None:
+def _warn_blocked(stalled_s: float, top: types.FrameType, jobs: list[Task]) -> None:
     if jobs:
-        names = ", ".join(f"{r.task.name!r}" + (f" ({r.task.key})" if r.task.key else "")
-                          for r in jobs)
+        names = ", ".join(f"{t.name!r}" + (f" ({t.key})" if t.key else "") for t in jobs)
         who = f"by job {names}"
     else:
         who = "outside any asyncio job"
@@ -384,20 +381,20 @@ def _warn_blocked(stalled_s: float, top: types.FrameType, jobs: list[_Running]) 
                 stalled_s, who, "".join(lines).rstrip())
 
 
-def _inject(w: _LoopWatch, job_frame: types.FrameType, running: _Running,
-            top: types.FrameType) -> None:
-    """``PyThreadState_SetAsyncExc`` for a loop on another thread (see the module docstring)."""
+def _inject(thread_id: int, task: Task, top: types.FrameType) -> bool:
+    """``PyThreadState_SetAsyncExc`` for a loop on another thread (see the module docstring);
+    False when the moment was not safe and nothing is left pending."""
     lasti = top.f_lasti
     if lasti < 0 or top.f_code.co_code[lasti] in _CALL_OPCODES:
-        return  # inside a call (maybe into C, without the GIL): try again on the next round
+        return False  # inside a call (maybe into C, without the GIL)
     set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-    running.interrupted_at = time.monotonic()
-    set_async_exc(ctypes.c_ulong(w.thread_id), ctypes.py_object(_Interrupt))
-    now_top = sys._current_frames().get(w.thread_id)
-    if now_top is not top or top.f_lasti != lasti or job_frame not in w.frames:
+    set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(_interrupt_for(task)))
+    if sys._current_frames().get(thread_id) is not top or top.f_lasti != lasti:
         # the thread ran between the check and the injection: withdraw it (if it was raised
         # already, it was raised at the thread's first check, inside the job or in ``_call``)
-        set_async_exc(ctypes.c_ulong(w.thread_id), None)
+        set_async_exc(ctypes.c_ulong(thread_id), None)
+        return False
+    return True
 
 
 WATCHDOG = _Watchdog()
