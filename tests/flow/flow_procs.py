@@ -20,24 +20,32 @@ LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"conveyor-flow-tests-{os.getpid(
 STOP_TIMEOUT_S = 15
 
 
-def spawn(redis_url: str, *args: str) -> subprocess.Popen[bytes]:
+# for tests that measure rates rather than recovery: a worker starved of CPU on a loaded machine
+# must not lose its lease (and have its jobs run twice) within a second
+STEADY_ENV = {"CONVEYOR_LEASE_TTL_S": "10.0"}
+
+
+def spawn(redis_url: str, *args: str, env: dict[str, str] | None = None
+          ) -> subprocess.Popen[bytes]:
     """``python -m conveyor <args>`` on flow_app, output appended to a log for post-mortems."""
-    return run_python(redis_url, "-m", "conveyor", *args)
+    return run_python(redis_url, "-m", "conveyor", *args, env=env)
 
 
-def run_python(redis_url: str, *args: str) -> subprocess.Popen[bytes]:
+def run_python(redis_url: str, *args: str, env: dict[str, str] | None = None
+               ) -> subprocess.Popen[bytes]:
     """``python <args>`` with the flow tests' environment (fast timers, this folder and
-    ``tests/`` importable), output appended to the log."""
-    env = {**os.environ, **FAST_ENV, "CONVEYOR_REDIS_URL": redis_url,
-           "LEDGER_REDIS_URL": redis_url,
-           "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
+    ``tests/`` importable; ``env`` overrides), output appended to the log."""
+    full = {**os.environ, **FAST_ENV, **(env or {}), "CONVEYOR_REDIS_URL": redis_url,
+            "LEDGER_REDIS_URL": redis_url,
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
     with LOG.open("ab") as log:
-        return subprocess.Popen([sys.executable, *args], env=env,
+        return subprocess.Popen([sys.executable, *args], env=full,
                                 stdout=log, stderr=subprocess.STDOUT)
 
 
-def worker(redis_url: str, concurrency: int = 4) -> subprocess.Popen[bytes]:
-    return spawn(redis_url, "worker", "--app", "flow_app:app", "-c", str(concurrency))
+def worker(redis_url: str, concurrency: int = 4, env: dict[str, str] | None = None
+           ) -> subprocess.Popen[bytes]:
+    return spawn(redis_url, "worker", "--app", "flow_app:app", "-c", str(concurrency), env=env)
 
 
 def scheduler(redis_url: str, interval_s: float = 0.2) -> subprocess.Popen[bytes]:

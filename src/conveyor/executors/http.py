@@ -109,13 +109,13 @@ class HttpExecutor(Executor):
             Http1Pool(parts.hostname, parts.port or 80, size, connect_timeout_s=CONNECT_TIMEOUT_S,
                       idle_expiry_s=KEEPALIVE_EXPIRY_S, headers=headers)
             for size in (self.capacity, CONTROL_CONNECTIONS))
-        if self.guard is not None:
-            self.guard = shared.register(self.functions, self.kind, self.guard)
         if self.command:
             self.supervisor = SidecarSupervisor(
                 self.command, self.url + HEALTH_PATH, self.healthy, env=self.env, cwd=self.cwd,
                 startup_timeout_s=self.startup_timeout_s, on_up=self.breaker.reset)
             await self.supervisor.start()
+        if self.guard is not None:  # last: a start that failed leaves nothing registered
+            self.guard = shared.register(self.functions, self.kind, self.guard)
 
     async def healthy(self) -> bool:
         """Does the sidecar answer ``GET /v1/health`` with 200?"""

@@ -37,8 +37,8 @@ from .views import (
 
 FORCED_OPEN_S = 60.0
 LIST_MAX = 500  # most workflows or unique locks one listing returns
-SCAN_BATCH = 500  # keys asked for per SCAN step
-SCAN_MAX_KEYS = 10_000  # a listing stops scanning after finding this many keys
+SCAN_BATCH = 1000  # keys SCAN visits per step
+SCAN_MAX_STEPS = 20  # a listing visits at most 20,000 keys (20 round trips)
 
 
 def _concrete(template: str | None, job_type: str, key: str | None) -> str | None:
@@ -216,11 +216,16 @@ class FlowAdmin:
 
     # --- workflows and unique locks ------------------------------------------------------
     def _scan(self, pattern: str) -> list[bytes]:
-        """Keys matching ``pattern``, at most ``SCAN_MAX_KEYS`` (SCAN: never blocks Redis)."""
+        """Keys matching ``pattern`` among the first ``SCAN_MAX_STEPS * SCAN_BATCH`` keys SCAN
+        visits: a bounded, best-effort listing (no index of these keys exists), which never
+        blocks Redis and costs at most ``SCAN_MAX_STEPS`` round trips however large the
+        keyspace; on a big one it shows some of the matching keys, not necessarily all."""
         found: list[bytes] = []
-        for key in self.r.scan_iter(match=pattern, count=SCAN_BATCH):
-            found.append(key)
-            if len(found) >= SCAN_MAX_KEYS:
+        cursor = 0
+        for _ in range(SCAN_MAX_STEPS):
+            cursor, keys = self.r.scan(cursor, match=pattern, count=SCAN_BATCH)
+            found += keys
+            if not cursor:
                 break
         return found
 
