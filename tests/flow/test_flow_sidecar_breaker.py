@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from flow_procs import processes, run_python, wait_until
+from flow_procs import STEADY_ENV, processes, run_python, wait_until
 from sidecar_worker import CONCURRENCY, THRESHOLD
 
 from conveyor import App, EnqueueRequest
@@ -44,7 +44,9 @@ def test_sidecar_breaker_is_shared_by_workers_defers_and_closes(
     flow = Inspector(app.client.sync).flow
     sidecar = SidecarServer.start(python_command(port), port)
     try:
-        with processes(*[run_python(redis_url, WORKER_SCRIPT, url) for _ in range(WORKERS)]):
+        # a 10 s lease: a recovery (a second attempt without a call) would count as a failure
+        with processes(*[run_python(redis_url, WORKER_SCRIPT, url, env=STEADY_ENV)
+                         for _ in range(WORKERS)]):
             wait_until(lambda: redis_sync.scard("processes") >= WORKERS, 60, "both workers")
             first = app.enqueue_many([EnqueueRequest("Sleeper", args=[0.02])
                                       for _ in range(JOBS_BEFORE)])
