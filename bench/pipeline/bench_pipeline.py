@@ -12,12 +12,15 @@ Workloads (one stage doing the work, fed from an iterable, outputs counted):
 * ``small``: the identity on small ints: pure engine overhead, reported in µs per item.
 * ``hop``: a chain of 1 and of 6 inline identity stages; (t6 - t1) / 5 is the cost of one
   in-process stage hop per item.
-* ``sleep1`` / ``sleep10``: 1 ms / 10 ms of waiting per item (I/O-like) with concurrency 8:
-  overhead per item = elapsed * 8 / n - work.
+* ``sleep1`` / ``sleep10``: 1 ms / 10 ms of waiting per item (I/O-like) with concurrency 8
+  (inline: 1): overhead per item = elapsed * concurrency / n - work.
 * ``cpu``: about 1 ms of pure-Python CPU per item on processes=2 (the cores this machine has).
 
-Each figure is the best of ``--repeat`` runs (default 3): the machine is shared, and the best run
-is the one least disturbed by others.
+The matrix runs ``--repeat`` times (default 3), each pass over every row in turn, so the runs
+of one row are spread over the whole session and a burst of load from other work on a shared
+machine hits every runner alike rather than a few rows. The table reports each row's median
+run; the JSON keeps every run's seconds, the best, and the 1-minute load average of each pass
+(read figures taken under load as orders of magnitude).
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ import concurrent.futures as cf
 import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from conveyor.pipeline import Pipeline
 
@@ -66,15 +71,24 @@ def cpu(x: Any) -> Any:
     return x
 
 
-def timed(fn: Callable[[], int], n: int, repeat: int) -> float:
-    best = float("inf")
+def timed(fn: Callable[[], int], n: int, repeat: int) -> list[float]:
+    """Seconds of each of ``repeat`` runs."""
+    runs = []
     for _ in range(repeat):
         started = time.perf_counter()
         got = fn()
-        took = time.perf_counter() - started
+        runs.append(time.perf_counter() - started)
         assert got == n, (got, n)
-        best = min(best, took)
-    return best
+    return runs
+
+
+class Row(NamedTuple):
+    workload: str
+    runner: str
+    n: int
+    thunk: Callable[[], int]
+    work_s: float  # per item
+    concurrency: int = CONCURRENCY
 
 
 # --- conveyor -------------------------------------------------------------------------------------
@@ -126,12 +140,12 @@ def asyncio_gather(fn: Callable[..., Any], n: int) -> int:
 
 
 # --- the matrix -----------------------------------------------------------------------------------
-def scenarios(quick: bool) -> list[tuple[str, str, int, Callable[[], int], float]]:
-    """(workload, runner, n, thunk, work_s per item)."""
+def scenarios(quick: bool) -> list[Row]:
+    """Every (workload, runner) row."""
     small = 50_000 if quick else 200_000
     small_proc = 50_000 if quick else 200_000
     s1, s10, ncpu = (400, 80, 400) if quick else (2000, 400, 2000)
-    rows: list[tuple[str, str, int, Callable[[], int], float]] = [
+    rows: list[tuple[Any, ...]] = [
         ("small", "conveyor inline", small, lambda: conveyor_run(ident, small), 0.0),
         (
             "small",
@@ -197,6 +211,14 @@ def scenarios(quick: bool) -> list[tuple[str, str, int, Callable[[], int], float
         rows += [
             (
                 label,
+                "conveyor inline",
+                n,
+                lambda n=n, ms=ms: conveyor_run(sleeper(ms), n),
+                ms / 1000,
+                1,
+            ),
+            (
+                label,
                 "conveyor threads=8",
                 n,
                 lambda n=n, ms=ms: conveyor_run(sleeper(ms), n, threads=CONCURRENCY),
@@ -214,6 +236,13 @@ def scenarios(quick: bool) -> list[tuple[str, str, int, Callable[[], int], float
                 "conveyor processes=8",
                 n,
                 lambda n=n, ms=ms: conveyor_run(sleeper(ms), n, processes=CONCURRENCY),
+                ms / 1000,
+            ),
+            (
+                label,
+                "conveyor forks=8",
+                n,
+                lambda n=n, ms=ms: conveyor_run(sleeper(ms), n, forks=CONCURRENCY),
                 ms / 1000,
             ),
             (
@@ -272,7 +301,21 @@ def scenarios(quick: bool) -> list[tuple[str, str, int, Callable[[], int], float
         ),
         ("cpu", "mpire WorkerPool(2)", ncpu, lambda: mpire_run(cpu, ncpu, 2), 0.0),
     ]
-    return rows
+    return [Row(*row) for row in rows]
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
 
 
 def main() -> None:
@@ -286,33 +329,48 @@ def main() -> None:
         f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs available, "
         f"Python {platform.python_version()}, {platform.platform()}"
     )
-    print(f"# {machine}")
-    print(f"{'workload':9} {'runner':42} {'n':>8} {'items/s':>12} {'µs/item':>9} {'overhead':>9}")
+    head = commit()  # taken before the run: a shared working tree may get commits meanwhile
+    print(f"# {machine}; commit {head}; median of {args.repeat}")
+    print(
+        f"{'workload':9} {'runner':42} {'n':>8} {'items/s':>12} {'µs/item':>9} {'overhead':>9}"
+        f" {'best it/s':>12}"
+    )
+    rows = [r for r in scenarios(args.quick) if not args.only or args.only in r.workload]
+    runs: dict[int, list[float]] = {i: [] for i in range(len(rows))}
+    loads: list[float] = []
+    for done in range(args.repeat):
+        for i, row in enumerate(rows):
+            runs[i] += timed(row.thunk, row.n, 1)
+        loads.append(os.getloadavg()[0])
+        print(f"# pass {done + 1} of {args.repeat} done, load average {loads[-1]:.1f}", flush=True)
     results = []
     hop: dict[str, float] = {}
-    for workload, runner, n, thunk, work_s in scenarios(args.quick):
-        if args.only and args.only not in workload:
-            continue
-        took = timed(thunk, n, args.repeat)
-        per_item_us = took / n * 1e6
+    for i, row in enumerate(rows):
+        took = statistics.median(runs[i])
+        per_item_us = took / row.n * 1e6
         # with work, what concurrency does not hide: elapsed * concurrency / n - work
-        overhead_us = (took * CONCURRENCY / n - work_s) * 1e6 if work_s else per_item_us
-        if workload == "hop":
-            hop[runner] = took / n
+        overhead_us = (
+            (took * row.concurrency / row.n - row.work_s) * 1e6 if row.work_s else per_item_us
+        )
+        if row.workload == "hop":
+            hop[row.runner] = took / row.n
         results.append(
             {
-                "workload": workload,
-                "runner": runner,
-                "n": n,
+                "workload": row.workload,
+                "runner": row.runner,
+                "n": row.n,
+                "concurrency": row.concurrency,
                 "seconds": took,
-                "items_per_s": n / took,
+                "runs_s": runs[i],
+                "best_s": min(runs[i]),
+                "items_per_s": row.n / took,
                 "us_per_item": per_item_us,
                 "overhead_us": overhead_us,
             }
         )
         print(
-            f"{workload:9} {runner:42} {n:>8} {n / took:>12,.0f} {per_item_us:>9.2f} "
-            f"{overhead_us:>9.2f}",
+            f"{row.workload:9} {row.runner:42} {row.n:>8} {row.n / took:>12,.0f} "
+            f"{per_item_us:>9.2f} {overhead_us:>9.2f} {row.n / min(runs[i]):>12,.0f}",
             flush=True,
         )
     if len(hop) == 2:
@@ -320,8 +378,17 @@ def main() -> None:
         print(f"# one in-process stage hop: {per_hop:.2f} µs per item")
         results.append({"workload": "hop", "runner": "per hop", "us_per_item": per_hop})
     if args.json:
+        report = {
+            "machine": machine,
+            "commit": head,
+            "repeat": args.repeat,
+            "statistic": "median",
+            "load_average_per_pass": loads,
+            "argv": sys.argv,
+            "results": results,
+        }
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "argv": sys.argv, "results": results}, f, indent=1)
+            json.dump(report, f, indent=1)
 
 
 if __name__ == "__main__":
