@@ -197,7 +197,10 @@ def test_sigkilled_worker_mid_stage_its_jobs_are_recovered_and_the_run_completes
     app = fast_app(redis_url)
     job = app.job(slow_square, name="pipe.slow_square", retry=0)
     log = tmp_path / "workers.log"
-    victim, survivor = start_worker(redis_url, log), start_worker(redis_url, log)
+    # The survivor starts only once the victim runs jobs: started together, the survivor
+    # could run all of them before the victim is up on a loaded machine.
+    victim = start_worker(redis_url, log)
+    survivor: subprocess.Popen[bytes] | None = None
     outcome: dict[str, Any] = {}
 
     def run_pipeline() -> None:
@@ -214,9 +217,10 @@ def test_sigkilled_worker_mid_stage_its_jobs_are_recovered_and_the_run_completes
         thread.start()
         wait_until(
             lambda: any(pid == victim.pid for _, pid in runs(redis_url, "pipe:started")),
-            WORKER_START_S,
+            WORKER_START_S * 2,
             "the victim worker to start a job",
         )
+        survivor = start_worker(redis_url, log)
         victim.send_signal(signal.SIGKILL)
         victim.wait(WORKER_START_S)
         killed_at = time.monotonic()
@@ -224,7 +228,7 @@ def test_sigkilled_worker_mid_stage_its_jobs_are_recovered_and_the_run_completes
         assert not thread.is_alive(), f"the run did not end; worker log:\n{log.read_text()}"
     finally:
         for proc in (victim, survivor):
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(WORKER_START_S)
         app.close()
@@ -237,6 +241,7 @@ def test_sigkilled_worker_mid_stage_its_jobs_are_recovered_and_the_run_completes
         jid for jid, pid in finished if pid == victim.pid
     }
     assert cut_short, "the victim held no running job when it was killed"
+    assert survivor is not None
     rerun = {jid for jid, pid in finished if pid == survivor.pid}
     assert cut_short <= rerun  # each job the kill interrupted ran again on the survivor
     stage = result.stats.stage("square")
@@ -244,8 +249,12 @@ def test_sigkilled_worker_mid_stage_its_jobs_are_recovered_and_the_run_completes
     print(f"run ended {outcome['ended'] - killed_at:.2f}s after the SIGKILL")
 
 
+POISON_TIMEOUT_S = 240.0  # four worker starts and lease expiries; 36-70 s on a loaded machine
+
+
 @pytest.mark.slow  # a job that kills every worker it runs on: four lease expiries
 @pytest.mark.chaos
+@pytest.mark.timeout(POISON_TIMEOUT_S + 60)
 def test_job_that_keeps_killing_its_worker_fails_the_stage_clearly(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -267,7 +276,7 @@ def test_job_that_keeps_killing_its_worker_fails_the_stage_clearly(
     supervisor = threading.Thread(target=supervise, name="test-supervisor")
     supervisor.start()
     pipe = Pipeline("dist")
-    pipe.processor(job, name="poisoned", distributed="queue")
+    pipe.processor(job, name="poisoned", distributed="queue", timeout=POISON_TIMEOUT_S)
     try:
         with pytest.raises(StageFailed) as info:
             pipe.run([1])
