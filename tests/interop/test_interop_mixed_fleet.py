@@ -28,6 +28,8 @@ from conveyor.errors import ConfigurationError
 
 pytestmark = pytest.mark.interop
 
+BUSY_S = 5.0  # how long SleepJob keeps the one Sidekiq thread busy
+
 
 def test_each_side_runs_the_queues_whose_classes_it_knows(
         app: App, ruby: Any, sidekiq: Any, conveyor: Any, recorder: Recorder,
@@ -77,12 +79,14 @@ def test_a_sidekiq_process_arriving_later_makes_dead_policy_hand_back(
         app: App, ruby: Any, sidekiq: Any, conveyor: Any, redis_sync: redis.Redis) -> None:
     worker: ConveyorThread = conveyor(app, ["shared"])  # alone on the queue: start is allowed
     sidekiq(["shared"], concurrency=1)
-    ruby("push", {"class": "SleepJob", "queue": "shared", "args": [1.0]})  # Sidekiq is busy...
+    # Sidekiq is busy long enough for Conveyor to fetch, even on a loaded machine (with 1 s,
+    # Sidekiq sometimes took all five first and nothing was handed back)...
+    ruby("push", {"class": "SleepJob", "queue": "shared", "args": [BUSY_S]})
     wait_until(lambda: redis_sync.llen("interop:ran") == 1, what="SleepJob to start")
     jids = [ruby("push", {"class": "RubyRecordJob", "queue": "shared", "args": [n]})
             for n in range(5)]  # ...so Conveyor fetches these first
     wait_until(lambda: worker.worker.unknown.handed_back >= 1, what="a hand back")
-    runs = ran_in_ruby(redis_sync, 7)  # SleepJob start and end, five RubyRecordJob
+    runs = ran_in_ruby(redis_sync, 7, timeout_s=BUSY_S + 20)  # SleepJob's start, end; five more
     assert sorted(r["jid"] for r in runs if r["class"] == "RubyRecordJob") == sorted(jids)
     assert redis_sync.zcard("dead") == redis_sync.zcard("retry") == 0
 
