@@ -32,12 +32,16 @@ def test_a_rate_limit_set_through_the_api_defers_jobs_in_a_real_worker(
     with client(api, READ) as c:
         r = c.get(f"/api/v1/flow/jobs/{second.id}/deferral")
         done = c.get(f"/api/v1/flow/jobs/{first.id}/deferral").json()
+        detail = c.get(f"/api/v1/jobs/{second.id}").json()
+        first_detail = c.get(f"/api/v1/jobs/{first.id}").json()
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["deferrals"] == 1 and body["state"] == "scheduled"
     assert body["deferred_reason"] == "rate limit echo (1/60s window)"
     assert body["scheduled_at"] > body["deferred_at"] > 0
     assert done["deferrals"] == 0 and done["admitted_at"] > 0
+    assert detail["deferred_reason"] == body["deferred_reason"]  # the job detail shows it too
+    assert first_detail["admitted_at"] == done["admitted_at"]
     with client(api, ADMIN) as c:
         cleared = c.post("/api/v1/flow/limits/echo/rate/clear")
     assert cleared.status_code == 200 and cleared.json()["runtime"] is None

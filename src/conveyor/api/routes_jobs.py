@@ -72,6 +72,8 @@ class JobDetail(BaseModel):
     worker: str = ""
     result: Any = None
     progress: Any = None
+    deferred_reason: str = ""  # why flow control last deferred it (rate limit, breaker, ...)
+    admitted_at: float | None = None  # when flow control let it start
     args: list[Any] | None = None
     kwargs: dict[str, Any] | None = None
     error_backtrace: list[str] = Field(default_factory=list)
