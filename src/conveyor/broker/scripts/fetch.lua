@@ -30,6 +30,7 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now_s = string.format('%d.%06d', t[1], t[2])
 redis.call('ZADD', KEYS[1], now_ms + lease_ms, wid)
 
+local INFLIGHT_CHUNK = 500  -- jobs per HSET: keeps unpack() far below Lua's stack limit
 local out = {}
 local taken = 0
 local nqueues = (#KEYS - 4) / 2
@@ -54,9 +55,7 @@ local function take(queue, raw)
     redis.call('EXPIRE', skey, ttl)
     flow_event(skey, jid, 'started', now_s)
   end
-  local token = redis.call('INCR', KEYS[3])
-  redis.call('HSET', KEYS[2], token, queue .. '\n' .. raw)
-  out[#out + 1] = token
+  out[#out + 1] = 0  -- the token, assigned below for the whole batch
   out[#out + 1] = queue
   out[#out + 1] = raw
   taken = taken + 1
@@ -83,5 +82,26 @@ for i = 0, nqueues - 1 do
       end
     end
   end
+end
+
+-- One INCRBY and one HSET per INFLIGHT_CHUNK jobs instead of an INCR and an HSET per job; the
+-- tokens are the same consecutive numbers the per-job INCRs gave.
+if taken == 0 then
+  return out
+end
+local token = redis.call('INCRBY', KEYS[3], taken) - taken
+local fields = {}
+for i = 1, #out, 3 do
+  token = token + 1
+  out[i] = token
+  fields[#fields + 1] = token
+  fields[#fields + 1] = out[i + 1] .. '\n' .. out[i + 2]
+  if #fields >= 2 * INFLIGHT_CHUNK then
+    redis.call('HSET', KEYS[2], unpack(fields))
+    fields = {}
+  end
+end
+if #fields > 0 then
+  redis.call('HSET', KEYS[2], unpack(fields))
 end
 return out
