@@ -282,6 +282,13 @@ class SyncBroker:
             pipe.hget(self.keys.job(jid), "state")
         return [s.decode() if s else None for s in pipe.execute()]
 
+    def cancelled(self, jids: Sequence[str]) -> list[str]:
+        """Which of these jobs were cancelled, in one call (``cancelled.lua``)."""
+        if not jids:
+            return []
+        reply = self._run("cancelled", [], [self.keys.status_prefix, *jids])
+        return [_text(jid) for jid in reply]
+
 
 class AsyncBroker:
     """asyncio Redis access for the worker's orchestrator (one instance per event loop)."""

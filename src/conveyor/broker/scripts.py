@@ -32,6 +32,7 @@ SCRIPT_NAMES = (
     "bury",
     "requeue",
     "cancel",
+    "cancelled",
     "hand_back",
     # flow control, cron and workflows (conveyor.flow)
     "admit",

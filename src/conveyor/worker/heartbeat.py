@@ -10,7 +10,13 @@ loop cannot starve it: the lease stays alive while the process is alive. Each be
    Conveyor's ``summary`` of recent runs, which Sidekiq ignores; see ``conveyor.latency``) and
    the busy-job hashes under both Sidekiq generations' names, with Sidekiq's 60 s TTL;
 4. pops one signal pushed by Sidekiq's Web UI (TSTP, TERM, TTIN) and hands it to the worker;
-5. reads the states of the running jobs and tells the worker which ones were cancelled.
+5. asks Redis which running jobs were cancelled (``cancelled.lua``: one call however many run)
+   and tells the worker.
+
+The busy-job hash is rewritten whole on each beat (Sidekiq's readers expect exactly the running
+jobs in it) with one HSET, then COPYed to the other generation's name; each job's entry is
+encoded once and reused while it runs. At 10,000 jobs in flight this beat used to send 30,000
+commands every two seconds, from a thread that shares the GIL with the event loop.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ class Heartbeat:
         self.stop_event = threading.Event()
         self._thread = threading.Thread(target=self.run, name="conveyor-heartbeat", daemon=True)
         self._proc = psutil.Process()
+        self._entries: dict[str, bytes] = {}  # jid -> its busy-job entry, while it runs
         self.beats = 0
 
     def start(self) -> None:
@@ -110,8 +117,7 @@ class Heartbeat:
         if signal:
             self.cb.on_signal(signal)
         if busy:
-            states = self.broker.statuses(busy)
-            cancelled = [jid for jid, st in zip(busy, states, strict=True) if st == "cancelled"]
+            cancelled = self.broker.cancelled(list(busy))
             if cancelled:
                 self.cb.on_cancelled(cancelled)
         self.beats += 1
@@ -125,13 +131,12 @@ class Heartbeat:
             pipe.incrby(k.stat(name), n)
             pipe.incrby(k.stat(name, day), n)
             pipe.expire(k.stat(name, day), DAILY_STAT_TTL_S)
-        for work_key in k.process_work(self.identity):
-            pipe.unlink(work_key)
-            for jid, (queue, raw, run_at) in busy.items():
-                entry = {"queue": queue, "payload": raw.decode("utf-8", "replace"),
-                         "run_at": run_at}
-                pipe.hset(work_key, jid, dumps(entry))
-            pipe.expire(work_key, PROCESS_TTL_S)
+        work, other_work = k.process_work(self.identity)
+        pipe.unlink(work, other_work)
+        if busy:
+            pipe.hset(work, mapping=self._work_entries(busy))
+            pipe.expire(work, PROCESS_TTL_S)
+            pipe.copy(work, other_work, replace=True)  # with its TTL
         started = time.perf_counter()
         try:
             pipe.execute()
@@ -155,6 +160,14 @@ class Heartbeat:
         reply = pipe.execute()
         signal = reply[-1]
         return signal.decode() if signal else None
+
+    def _work_entries(self, busy: dict[str, tuple[str, bytes, int]]) -> dict[str, bytes]:
+        """Sidekiq's busy-job entries, each encoded once while its job runs."""
+        old = self._entries
+        self._entries = {jid: old.get(jid) or dumps({"queue": queue, "run_at": run_at,
+                                                     "payload": raw.decode("utf-8", "replace")})
+                         for jid, (queue, raw, run_at) in busy.items()}
+        return self._entries
 
     def unregister(self) -> None:
         """Sidekiq's clean exit: leave the process set and drop the busy-job hashes."""
