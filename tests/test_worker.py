@@ -347,3 +347,42 @@ async def test_many_schedulers_promote_each_due_job_exactly_once(
     assert sum(s.promoted for s in schedulers) == 2000 and redis_sync.zcard("schedule") == 0
     for b in brokers:
         await b.close()
+
+
+async def test_a_worker_wider_than_one_fetch_batch_runs_every_job_once(
+        redis_url: str, redis_sync: redis.Redis) -> None:
+    """Concurrency above FETCH_BATCH_MAX: the first fill takes several fetches, refills wait
+    for a batch of free slots, and acks go out in several calls; no job is lost or run twice."""
+    from conveyor import EnqueueRequest
+    from conveyor.worker.orchestrator import ACK_BATCH_MAX, FETCH_BATCH_MAX
+
+    app = fast_app(redis_url)
+    ran: list[int] = []
+    jobs = 3 * FETCH_BATCH_MAX + 7
+
+    @app.job(name="tick")
+    async def tick(i: int) -> None:
+        ran.append(i)
+        await asyncio.sleep(0.05)
+
+    for start in range(0, jobs, 1000):
+        app.enqueue_many([EnqueueRequest("tick", args=[i])
+                          for i in range(start, min(jobs, start + 1000))])
+    async with running_worker(app, concurrency=FETCH_BATCH_MAX + ACK_BATCH_MAX // 2):
+        await wait_for(lambda: len(ran) == jobs and redis_sync.get("stat:processed")
+                       and int(redis_sync.get("stat:processed")) == jobs, timeout_s=60,
+                       what="every job to run and be counted")
+    assert sorted(ran) == list(range(jobs))
+    assert redis_sync.llen("queue:default") == 0
+
+
+def test_tune_gc_freezes_start_up_and_collects_less_often() -> None:
+    """run_worker's collector settings (in a child: they are process-wide)."""
+    import subprocess
+    import sys
+
+    code = ("import gc; from conveyor.worker import tune_gc, GC_YOUNG_THRESHOLD as Y, "
+            "GC_MIDDLE_THRESHOLD as M; tune_gc(); t = gc.get_threshold(); "
+            "assert t[:2] == (Y, M) and gc.get_freeze_count() > 1000, t; "
+            "gc.unfreeze(); gc.set_threshold(0); tune_gc(); assert gc.get_threshold()[0] == 0")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,18 +1,25 @@
 """The worker's orchestrator: fetches as many jobs as it has free slots and runs them.
 
-One asyncio loop owns every Redis call about jobs. Fetching takes up to ``free slots`` jobs in one
-``fetch.lua`` round trip, straight into this worker's in-flight record under its lease; when the
-queues are empty the worker blocks on Redis (``BLMOVE`` into a claim list, one waiter per queue)
-instead of polling. Job code runs in an executor (asyncio or threads here; more kinds in
-``conveyor.executors``). Successes are acknowledged in batches; failures are rewritten with
-Sidekiq's error fields and sent to ``retry`` or ``dead`` by ``fail.lua``. Every ack and failure
-carries the fetch's fencing token, so a worker whose jobs were recovered cannot corrupt them.
+One asyncio loop owns every Redis call about jobs. Fetching takes up to ``free slots`` jobs (at
+most ``FETCH_BATCH_MAX``) in one ``fetch.lua`` round trip, straight into this worker's in-flight
+record under its lease; when the queues are empty the worker blocks on Redis (``BLMOVE`` into a
+claim list, one waiter per queue) instead of polling. Job code runs in an executor (asyncio or
+threads here; more kinds in ``conveyor.executors``). Successes are acknowledged in batches;
+failures are rewritten with Sidekiq's error fields and sent to ``retry`` or ``dead`` by
+``fail.lua``. Every ack and failure carries the fetch's fencing token, so a worker whose jobs
+were recovered cannot corrupt them.
 
-Start order (and the reason): register the lease first (so fetched jobs are always covered),
-then the heartbeat thread (lease renewal must run before any job can block the loop), then
-executors, duties and finally the fetch loop. Stop order is the reverse: stop fetching, let
-running jobs finish within the grace period, flush acks, hand back what is left, then stop the
-heartbeat and unregister.
+Start order (and the reason): the executors that fork (process, fork) first, before this process
+has any thread (a fork copies only the forking thread: see docs/executors.md, "The zygote");
+then register the lease (so fetched jobs are always covered), then the heartbeat thread (lease
+renewal must run before any job can block the loop), then the other executors (the asyncio
+one starts its watchdog thread), duties and finally the fetch loop. Stop order is the reverse:
+stop fetching, let running jobs finish within the grace period, flush acks, hand back what is
+left, then stop the heartbeat and unregister.
+
+This module is one piece past 600 lines because fetching, running, acknowledging, failing and
+reconciling all read and write the same in-flight bookkeeping (``running``, the ack batch, the
+tokens being flushed or settled); split across modules that state would have no single owner.
 """
 
 from __future__ import annotations
@@ -52,6 +59,17 @@ from .summary import RunSummary
 
 log = logging.getLogger("conveyor.worker")
 BROKER_RETRY_PAUSE_S = 0.5
+# Fetching and acknowledging at high concurrency (issue 3: 10,000 jobs in flight). A fetch takes
+# at most FETCH_BATCH_MAX jobs, so one fetch.lua call holds Redis, and starting its jobs holds
+# the loop, for milliseconds rather than a large fraction of a second; the next fetch runs in
+# Redis while this process starts the jobs of the last one. When only a few of many slots are
+# free, the loop waits up to REFILL_WAIT_S for 1/REFILL_FRACTION of them before fetching, so
+# that one round trip refills many slots instead of one or two (a worker with fewer than
+# REFILL_FRACTION slots never waits). An ack.lua call carries at most ACK_BATCH_MAX jobs.
+FETCH_BATCH_MAX = 1000
+REFILL_FRACTION = 20
+REFILL_WAIT_S = 0.005
+ACK_BATCH_MAX = 1000
 FORKING_KINDS = ("process", "fork")  # executors whose zygote must be forked before any thread
 
 
@@ -111,6 +129,7 @@ class Worker:
         self.running: dict[str, tuple[Job, asyncio.Task[None]]] = {}  # token -> job
         self.contexts: dict[str, JobContext] = {}
         self.executors: dict[str, Executor] = {}
+        self._kinds: dict[str, tuple[JobSpec, str]] = {}  # job type -> (its spec, its kind)
         self.quiet = False
         self.started_at = now_s()
         self.processed = 0
@@ -122,6 +141,7 @@ class Worker:
         self._acks: list[tuple[str, str, bytes]] = []
         self._ack_task: asyncio.Task[None] | None = None
         self._fenced = False
+        self._fed = False  # the last fetch found jobs (a refill may wait for more free slots)
         self._reconcile_needed = False
         self._flushing: set[str] = set()  # tokens of the ack batch being written
         self._settling: set[str] = set()  # tokens being buried or handed back
@@ -259,6 +279,13 @@ class Worker:
     def _executor_kind(self, spec: JobSpec) -> str:
         return spec.executor_kind
 
+    def _kind_of(self, spec: JobSpec) -> str:
+        """``spec.executor_kind``, remembered per spec (it inspects the function each time)."""
+        known = self._kinds.get(spec.name)
+        if known is None or known[0] is not spec:
+            known = self._kinds[spec.name] = (spec, spec.executor_kind)
+        return known[1]
+
     async def _shutdown(self, duties: list[Any], tasks: list[asyncio.Task[Any]],
                         waiters: list[asyncio.Task[Any]]) -> None:
         grace = self.settings.shutdown_grace_s
@@ -286,16 +313,21 @@ class Worker:
 
     # --- fetching ------------------------------------------------------------------------------
     async def _fetch_loop(self) -> None:
+        refill = max(1, self.concurrency // REFILL_FRACTION)
         while not self._stop.is_set():
             free = self.concurrency - len(self.running)
             if free <= 0 or self.quiet:
                 self._slot_free.clear()
                 await self._wait(self._slot_free, self.settings.idle_block_s)
                 continue
+            if free < refill and self._fed:
+                await asyncio.sleep(REFILL_WAIT_S)  # let more slots free up (see above)
+                free = self.concurrency - len(self.running)
             try:
                 if self._reconcile_needed:
                     await self._reconcile()
-                fetched = await self.broker.fetch(self.identity, self.queue_order(), free)
+                fetched = await self.broker.fetch(self.identity, self.queue_order(),
+                                                  min(free, FETCH_BATCH_MAX))
             except BrokerError as exc:
                 # the reply may have been lost after the script ran: jobs may sit in our
                 # in-flight hash that this process never saw; reconcile before the next fetch
@@ -306,6 +338,7 @@ class Worker:
             if fetched is None:
                 await self._reregister()
                 continue
+            self._fed = bool(fetched)
             if fetched:
                 for f in fetched:
                     self._start(f)
@@ -434,8 +467,9 @@ class Worker:
             timeout = job.data.get("timeout") or spec.timeout
             task = Task(spec.name, call.args, call.kwargs, timeout, key=job.jid, context=ctx)
             self.observers.started(job, spec)
-            kind = self.queue_executors.get(job.queue) or spec.executor_kind
-            outcome = await (await self._executor_for(kind)).run(task)
+            kind = self.queue_executors.get(job.queue) or self._kind_of(spec)
+            executor = self.executors.get(kind) or await self._executor_for(kind)
+            outcome = await executor.run(task)
             if outcome.ok:
                 self._ack(job, outcome)
             else:
@@ -471,7 +505,7 @@ class Worker:
 
     async def _flush_acks(self) -> None:
         while self._acks:
-            batch, self._acks = self._acks, []
+            batch, self._acks = self._acks[:ACK_BATCH_MAX], self._acks[ACK_BATCH_MAX:]
             self._flushing = {t for t, _, _ in batch}
             try:
                 refused = await self.broker.ack(self.identity, batch)
