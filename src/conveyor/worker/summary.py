@@ -9,7 +9,9 @@ scraping each worker. It records, per ``latency.SLICE_S`` slice of the last ``la
 * runs by outcome, and jobs dead-lettered without running by reason.
 
 Observer calls come from the worker's loop and :meth:`wire` from the heartbeat thread, hence
-the lock. The clock is injected so tests can move the window by hand.
+the lock. The clock is injected so tests can move the window by hand. The current slice is kept
+until its time is up, so a job does not pay for the window's expiry scan (at 10,000 jobs a
+second that scan was about a tenth of the event loop's time).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class RunSummary:
         self.wall_clock = wall_clock
         self._window = latency.Window()
         self._lock = threading.Lock()
+        self._slice: latency.Slice | None = None
+        self._slice_ends = 0.0  # clock time at which self._slice stops being the current one
 
     def job_started(self, job: Any, spec: Any) -> None:
         enqueued = latency.enqueued_seconds(job.data)
@@ -38,20 +42,29 @@ class RunSummary:
             return
         index = latency.bucket_of(max(0.0, self.wall_clock() - enqueued))
         with self._lock:
-            s = self._window.current(self.clock())
+            s = self._current()
             s.wait[index] = s.wait.get(index, 0) + 1
 
     def job_finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None:
         index = latency.bucket_of(outcome.duration_s)
         with self._lock:
-            s = self._window.current(self.clock())
+            s = self._current()
             s.run[index] = s.run.get(index, 0) + 1
             s.outcomes[result] = s.outcomes.get(result, 0) + 1
 
     def job_dead_lettered(self, queue: str, reason: str) -> None:
         with self._lock:
-            s = self._window.current(self.clock())
+            s = self._current()
             s.dead_lettered[reason] = s.dead_lettered.get(reason, 0) + 1
+
+    def _current(self) -> latency.Slice:
+        """The window's current slice (the caller holds the lock)."""
+        now = self.clock()
+        begins = self._slice_ends - self._window.slice_s
+        if self._slice is None or not begins <= now < self._slice_ends:
+            self._slice = self._window.current(now)
+            self._slice_ends = (self._slice.number + 1) * self._window.slice_s
+        return self._slice
 
     def wire(self) -> dict[str, Any]:
         """The summary as the heartbeat publishes it (JSON-ready)."""
