@@ -1,7 +1,7 @@
 """Full-size chaos runs with shipping defaults (issue 9): the headline reliability figures.
 
-    .venv/bin/python bench/chaos/run.py churn recovery shutdown fencing restart unreachable \
-        poison schedule soak [--out bench/chaos/results.jsonl] [--fast]
+    .venv/bin/python bench/chaos/run.py churn recovery recovery_http shutdown fencing restart \
+        unreachable poison schedule soak [--out bench/chaos/results.jsonl] [--fast]
 
 Each named scenario runs once on its own Redis (AOF on) with a ledger Redis beside it, using
 the scenario modules of ``tests/chaos/scenarios`` at the sizes of the issue, and appends one
@@ -43,19 +43,25 @@ from redis_server import RedisServer  # noqa: E402
 DEFAULT_LEASE_S = 10.0
 DEFAULT_BEAT_S = 2.0
 ALL_EXECUTORS = "thread,asyncio,process,fork"
+# The periodic entry of ``schedule``: a grace shorter than the 10 s outage, so the outage's
+# slots are fired by catch_up="all" (the 60 s default would fire them as merely late).
+CRON_GRACE_S = 5.0
 
 
-def _recovery(rig: Rig) -> list[dict[str, Any]]:
+def _recovery(rig: Rig, job_types: tuple[str, ...]) -> list[dict[str, Any]]:
     rounds = int(os.environ.get("CHAOS_RECOVERY_ROUNDS", "10"))
     return [recovery.run(rig, job_type=t, rounds=rounds, beat_s=DEFAULT_BEAT_S, timeout_s=60,
                          job_s=3 * DEFAULT_LEASE_S, concurrency=8)
-            for t in ("work", "work_async", "work_process", "work_fork")]
+            for t in job_types]
 
 
 SCENARIOS: dict[str, tuple[dict[str, Any], Callable[[Rig], Any]]] = {
     "churn": ({}, lambda rig: churn.run(rig, jobs=10_000, workers=4, concurrency=4,
                                         duration_s=60, kill_every_s=2, drain_timeout_s=600)),
-    "recovery": ({"executors": ALL_EXECUTORS}, _recovery),
+    "recovery": ({"executors": ALL_EXECUTORS}, lambda rig: _recovery(
+        rig, ("work", "work_async", "work_process", "work_fork"))),
+    # its own run: with http in the app every worker would launch a sidecar
+    "recovery_http": ({"executors": "http"}, lambda rig: _recovery(rig, ("work_http",))),
     "shutdown": ({}, lambda rig: shutdown.run(rig, grace_s=25.0, long_s=40.0, long_jobs=4,
                                               short_jobs=100, concurrency=8, kill_margin_s=20)),
     "fencing": ({}, lambda rig: [fencing.zombie(rig, variant="sigstop", pause_s=30)]),
@@ -75,7 +81,8 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Callable[[Rig], Any]]] = {
     "poison_process": ({"executors": "thread,process"}, lambda rig: poison.run(
         rig, poison_type="crash_process", normal_jobs=1000, timeout_s=120)),
     "schedule": ({"proxy": True}, lambda rig: schedule.run(
-        rig, schedulers=3, one_offs=1000, span_s=300, kill_every_s=20, outage_s=10)),
+        rig, schedulers=3, one_offs=1000, span_s=300, kill_every_s=20, outage_s=10,
+        every_s=1.0, catch_up="all", cron_grace_s=CRON_GRACE_S)),
     "soak": ({}, lambda rig: soak.run(rig, duration_s=600, rate=100, sample_every_s=30,
                                       warmup_s=120)),
     "soak_long": ({"env_extra": {"CONVEYOR_STATUS_TTL_S": "600"}}, lambda rig: soak.run(

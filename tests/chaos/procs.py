@@ -4,12 +4,17 @@ A :class:`WorkerProc` is ``python -m conveyor worker --app chaos.chaos_app:app``
 the test, with its own log file. Every signal goes to the pid this object started, never by
 name; ``close()`` stops it (TERM, then KILL after a grace) and reaps it. A :class:`Fleet` keeps
 N labelled workers and restarts the ones a scenario killed.
+
+A worker given ``sidecar_command`` launches and supervises that HTTP sidecar itself (its http
+executor does; the test never starts it), so the sidecar is a child of the worker, found by
+``children()``, and its fate when the worker is SIGKILLed is what scenario 3 measures.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,6 +27,10 @@ import psutil
 TESTS_DIR = Path(__file__).resolve().parent.parent
 CLOSE_GRACE_S = 20.0
 POLL_S = 0.02
+
+# The Python sidecar serving the chaos app's jobs, with its shipping options (``--graceful`` 30 s).
+SIDECAR_COMMAND = shlex.join([sys.executable, "-m", "conveyor.sidecar", "--app",
+                              "chaos.chaos_app:app", "--port", "{port}"])
 
 # Short leases so recovery is observable in seconds (what BullMQ's tests do with 1 s locks).
 FAST_ENV: dict[str, str] = {
@@ -49,7 +58,8 @@ class WorkerProc:
 
     def __init__(self, label: str, redis_url: str, ledger_url: str, log_dir: Path, *,
                  concurrency: int = 4, queues: tuple[str, ...] = ("default",),
-                 env: Mapping[str, str] | None = None, prefix: tuple[str, ...] = ()) -> None:
+                 env: Mapping[str, str] | None = None, prefix: tuple[str, ...] = (),
+                 sidecar_command: str | None = None) -> None:
         self.label = label
         self.log_path = log_dir / f"worker-{label}.log"
         extra = dict(env or {})
@@ -61,6 +71,8 @@ class WorkerProc:
                 "chaos.chaos_app:app", "-c", str(concurrency)]
         for q in queues:
             args += ["-q", q]
+        if sidecar_command:
+            args += ["--sidecar-command", sidecar_command]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
@@ -81,7 +93,8 @@ class WorkerProc:
         self.proc.wait(CLOSE_GRACE_S)
 
     def children(self) -> list[psutil.Process]:
-        """Executor children (process pools, fork zygotes and their forks) of this worker."""
+        """Executor children (process pools, fork zygotes and their forks, a supervised
+        sidecar) of this worker."""
         with contextlib.suppress(psutil.Error):
             return psutil.Process(self.pid).children(recursive=True)
         return []

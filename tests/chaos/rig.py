@@ -22,7 +22,7 @@ from conveyor.errors import SerializationError
 from conveyor.settings import SHUTDOWN_GRACE_S, Settings
 
 from .ledger import History, Ledger
-from .procs import FAST_ENV, TESTS_DIR, Fleet, WorkerProc
+from .procs import FAST_ENV, SIDECAR_COMMAND, TESTS_DIR, Fleet, WorkerProc
 from .proxy import Proxy
 
 if str(TESTS_DIR) not in sys.path:
@@ -36,7 +36,7 @@ class Rig:
     def __init__(self, ledger_url: str, *, env: Mapping[str, str] | None = None,
                  proxy: bool = False, appendonly: bool = True, executors: str = "thread,asyncio",
                  log_dir: Path | None = None, redis_config: Mapping[str, str] | None = None,
-                 appendfsync: str = "everysec") -> None:
+                 appendfsync: str = "everysec", sidecar_command: str = SIDECAR_COMMAND) -> None:
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="conveyor-chaos-"))
         self.server = RedisServer(appendonly=appendonly, appendfsync=appendfsync)
         self.server.start()
@@ -46,6 +46,8 @@ class Rig:
         self.proxy = Proxy(self.server.port) if proxy else None
         self.url = self.proxy.url if self.proxy else self.server.url
         self.env = {**(FAST_ENV if env is None else env), "CHAOS_EXECUTORS": executors}
+        # workers of an app with http jobs launch their own sidecar
+        self.sidecar_command = sidecar_command if "http" in executors.split(",") else None
         self.ledger = Ledger(ledger_url)
         self.ledger.reset()
         self.history = History()
@@ -56,6 +58,7 @@ class Rig:
     def worker(self, label: str, **options: Any) -> WorkerProc:
         env = {**self.env, **options.pop("env", {})}
         url = options.pop("redis_url", self.url)
+        options.setdefault("sidecar_command", self.sidecar_command)
         w = WorkerProc(label, url, self.ledger.url, self.log_dir, env=env, **options)
         self.workers.append(w)
         return w
