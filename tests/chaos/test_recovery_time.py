@@ -3,13 +3,10 @@
 The figures with shipping defaults come from ``bench/chaos/run.py recovery recovery_http``.
 
 The http executor runs its jobs in a sidecar the worker launches and supervises itself
-(``--sidecar-command``, the Python ``conveyor sidecar`` serving the chaos app). Finding F12: when
-the worker is SIGKILLed, its sidecar sees its standard input close and stops *gracefully*, so it
-finishes the job it was running (for up to ``--graceful``, 30 s by default) while the recovered
-copy already runs on the other worker: measured, 1 orphan per kill, alive 4.5 s (the whole job)
-after the kill with fast leases, and the old copy finished every time. The fix is outside the
-chaos suite (docs/reliability.md, F12); when it lands, set ``SIDECAR_OUTLIVES_ITS_WORKER`` to
-False and this test asserts 0 orphans for http as for the others.
+(``--sidecar-command``, the Python ``conveyor sidecar`` serving the chaos app). Regression for
+F12: when the worker was SIGKILLed, its sidecar saw its standard input close and stopped
+*gracefully*, finishing the job it was running beside the recovered copy (1 orphan per kill,
+alive for the whole job). It now exits at once, so no executor leaves an orphan.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ BEAT_S = float(FAST_ENV["CONVEYOR_HEARTBEAT_INTERVAL_S"])
 RECOVERER_S = float(FAST_ENV["CONVEYOR_RECOVERER_INTERVAL_S"]) * 1.2
 # A worker with a sidecar starts it before fetching, which takes seconds on a loaded machine.
 START_TIMEOUT_S = {"http": 60.0}
-SIDECAR_OUTLIVES_ITS_WORKER = True  # F12; flip to False once the sidecar dies with its worker
 
 
 @pytest.mark.chaos
@@ -47,9 +43,8 @@ def test_a_killed_workers_job_restarts_within_a_lease(make_rig: Callable[..., Ri
     print(result)
     # an orphan is a child of the killed worker still alive once its job was recovered; the
     # job lasts 3 leases, so an orphan that drains it outlives the recovery by ~2 leases
-    orphans = rounds if executor == "http" and SIDECAR_OUTLIVES_ITS_WORKER else 0
-    assert result["orphaned_children"] == orphans
-    assert result["orphan_finishes"] == orphans  # the old copy ran to its end beside the new
+    assert result["orphaned_children"] == 0
+    assert result["orphan_finishes"] == 0  # no old copy ran to its end beside the new one
     assert result["orphans_killed_by_test"] == 0 and result["children_left_at_close"] == 0
     # the lease was renewed at most one beat before the kill, so it expires within LEASE_S of it
     assert result["recovery_s_min"] >= LEASE_S - BEAT_S - 0.1

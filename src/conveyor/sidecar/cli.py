@@ -8,12 +8,12 @@ stops when its standard input closes, so it never outlives a worker that was SIG
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 
 import typer
 
+EXIT_WORKER_GONE = 3  # exit status when the supervising worker vanished (stdin closed)
 KEEPALIVE_S = 75  # idle keep-alive connections stay open this long (the protocol asks >= 60)
 
 sidecar_app = typer.Typer(help="Run an app's jobs for http executors (the Python sidecar).",
@@ -51,7 +51,13 @@ def sidecar(
 
 
 def _exit_on_stdin_eof() -> None:
-    """The supervising worker holds our stdin open; when it goes, stop gracefully."""
+    """The supervising worker holds our stdin open; when it goes, exit at once.
+
+    The worker is gone (a clean stop sends SIGTERM instead, which lets running jobs finish), so
+    nobody can read our answers, and the jobs we are running are already being recovered by
+    lease on another worker: finishing them here would run them twice side by side (issue 9,
+    F12, ``tests/chaos/test_recovery_time.py``).
+    """
     while sys.stdin.buffer.read(4096):
         pass
-    os.kill(os.getpid(), signal.SIGTERM)
+    os._exit(EXIT_WORKER_GONE)
