@@ -1,8 +1,11 @@
 """Enqueueing and job handles, sync and async.
 
 A request becomes a Sidekiq-format payload (see ``job.py``) and one script call puts it in its
-queue or the schedule together with its status record. ``enqueue_many`` sends all requests in
-one pipelined round trip. A :class:`JobHandle` reads a job's status and waits for its result.
+queue or the schedule together with its status record. ``enqueue_many`` validates the whole batch
+first, then sends it in one round trip of script calls of ENQUEUE_CHUNK jobs each, encoding a
+chunk while Redis runs the one before (the per-job work of a plain request is its orjson calls
+and a handle; see ``docs/benchmarks.md``, "Where the time goes: enqueue"). A :class:`JobHandle`
+reads a job's status and waits for its result.
 While OpenTelemetry tracing is on, each job is enqueued under its own PRODUCER span and carries
 its ``traceparent`` (``conveyor.tracing.enqueue_spans``); while it is off that costs nothing.
 """
@@ -10,22 +13,31 @@ its ``traceparent`` (``conveyor.tracing.enqueue_spans``); while it is off that c
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import tracing
 from .broker import AsyncBroker, EnqueueItem, Pushed, SyncBroker
+from .broker.redis import ENQUEUE_CHUNK
 from .errors import JobFailed, JobNotFound
 from .flow.unique import resolve as resolve_unique
 from .job import (
+    JID_BYTES,
     build_payload,
     check_arguments,
     dumps,
+    encodable,
+    encode_job,
+    encode_timestamp,
     loads,
     new_jid,
+    now_s,
+    payload_head,
+    plain_encoder,
     stamp_enqueued,
     validate_queue_name,
 )
@@ -35,6 +47,8 @@ if TYPE_CHECKING:
 
 RESULT_POLL_MIN_S = 0.005
 RESULT_POLL_MAX_S = 0.25
+_JID_HEX = 2 * JID_BYTES
+_Route = tuple[str, bytes, bool | int]  # a plain request's queue, payload head and retry
 TERMINAL_STATES = frozenset({"completed", "dead", "failed", "cancelled"})
 STATES = ("scheduled", "enqueued", "active", "retrying", "completed", "dead", "failed", "cancelled")
 
@@ -119,6 +133,10 @@ class JobStatus:
 
 class JobHandle:
     """A reference to an enqueued job: its id, its status and its result."""
+
+    # slots: a bulk enqueue makes one per job, and a handle without a __dict__ is half the
+    # objects for the garbage collector to track
+    __slots__ = ("_inline", "client", "duplicate", "id")
 
     def __init__(self, client: Client, jid: str, inline_status: JobStatus | None = None,
                  duplicate: bool = False) -> None:
@@ -226,28 +244,93 @@ class Client:
               spans: tracing.EnqueueSpans | None = None) -> EnqueueItem:
         """Validate a request and build its payload; raises before anything is sent. With
         ``spans`` (tracing on), the job gets an enqueue span unless it carries a traceparent."""
+        now = now_s()
+        return self._build(req, new_jid(), now, encode_timestamp(now), spans)
+
+    def build_many(self, reqs: Sequence[EnqueueRequest],
+                   spans: tracing.EnqueueSpans | None = None) -> list[EnqueueItem]:
+        """Build a batch, validating every request before anything is sent."""
+        return [item for chunk in self._batch(reqs, spans) for item in chunk]
+
+    def _batch(self, reqs: Sequence[EnqueueRequest], spans: tracing.EnqueueSpans | None,
+               handles: list[JobHandle] | None = None) -> Iterator[list[EnqueueItem]]:
+        """Validate a batch now, raising before anything is sent, and return an iterator that
+        encodes its jobs a chunk (ENQUEUE_CHUNK jobs, one script call) at a time, so the
+        broker sends a chunk while the next one is encoded. A handle per job is appended to
+        ``handles`` on the way.
+
+        The batch shares one clock reading for ``created_at``/``enqueued_at`` (as Sidekiq's
+        ``push_bulk`` does) and one draw of random bytes for its job ids. A plain request (due
+        now, no unique lock, no extra keys) has its type's queue and payload head looked up
+        once per batch, and the arguments of all of them are checked in one orjson call; the
+        others are built in full here."""
+        now = now_s()
+        stamp = encode_timestamp(now)
+        ids = os.urandom(JID_BYTES * len(reqs)).hex()
+        routes: dict[tuple[str, str | None, bool | int | None], _Route | None] = {}
+        entries: list[_Route | EnqueueItem] = []
+        for req, i in zip(reqs, range(0, len(ids), _JID_HEX), strict=True):
+            route = None
+            if spans is None and _plain(req):  # a traced request carries a traceparent
+                key = (req.name, req.queue, req.retry)
+                route = routes[key] if key in routes else routes.setdefault(key, self._route(req))
+            entries.append(route or self._build(req, ids[i : i + _JID_HEX], now, stamp, spans))
+        if not encodable([(r.args, r.kwargs) for r, e in zip(reqs, entries, strict=True)
+                          if type(e) is tuple]):  # the general path says what is wrong
+            entries = [self._build(r, ids[i : i + _JID_HEX], now, stamp) if type(e) is tuple
+                       else e for r, e, i in zip(reqs, entries, range(0, len(ids), _JID_HEX),
+                                                 strict=True)]
+        return self._encoded(reqs, entries, ids, stamp, handles)
+
+    def _encoded(self, reqs: Sequence[EnqueueRequest], entries: list[_Route | EnqueueItem],
+                 ids: str, stamp: bytes,
+                 handles: list[JobHandle] | None) -> Iterator[list[EnqueueItem]]:
+        encode = plain_encoder(stamp)
+        for start in range(0, len(reqs), ENQUEUE_CHUNK):
+            end = start + ENQUEUE_CHUNK
+            jids = [ids[i : i + _JID_HEX] for i in range(start * _JID_HEX,
+                                                          min(len(ids), end * _JID_HEX), _JID_HEX)]
+            chunk = [e if isinstance(e, EnqueueItem)
+                     else EnqueueItem(e[0], encode(e[1], r.args, r.kwargs, jid), jid, r.name)
+                     for r, e, jid in zip(reqs[start:end], entries[start:end], jids, strict=True)]
+            if handles is not None:
+                handles += [JobHandle(self, item.jid) for item in chunk]
+            yield chunk
+
+    def _route(self, req: EnqueueRequest) -> _Route | None:
+        """The queue, payload head and retry of a plain request; None when its type is unique."""
+        spec = self.app.registry.get(req.name)
+        if spec is not None and spec.options.get("unique") not in (None, False):
+            return None
+        queue = self._queue_of(req, spec.queue if spec else "default")
+        retry: bool | int = req.retry if req.retry is not None else (spec.retry if spec else True)
+        return queue, payload_head(req.name, queue, retry), retry
+
+    def _build(self, req: EnqueueRequest, jid: str, now: float, stamp: bytes,
+               spans: tracing.EnqueueSpans | None = None) -> EnqueueItem:
         spec = self.app.registry.get(req.name)
         queue = self._queue_of(req, spec.queue if spec else "default")
-        check_arguments(req.args, req.kwargs)
-        jid = req.jid or new_jid()
+        retry: bool | int = req.retry if req.retry is not None else (spec.retry if spec else True)
+        jid = req.jid or jid
         if spans is not None and tracing.TRACEPARENT not in (req.extra or {}):
             req = replace(req, extra={**(req.extra or {}), **spans.carrier(req.name, queue, jid)})
-        extra: dict[str, Any] = dict(req.extra or {})
-        timeout = req.timeout if req.timeout is not None else None
-        if timeout is not None:
-            extra["timeout"] = timeout
-        retry: bool | int = req.retry if req.retry is not None else (spec.retry if spec else True)
-        payload = build_payload(req.name, req.args, req.kwargs, queue=queue, retry=retry,
-                                jid=jid, extra=extra)
         when = _when(req)
-        if not when:
-            stamp_enqueued(payload)
-        item = EnqueueItem(queue, dumps(payload), payload["jid"], req.name, when)
-        unique = resolve_unique(req.name, queue, req.args, req.kwargs, spec.fn if spec else None,
-                                spec.options.get("unique") if spec else None, req.unique_key,
-                                req.unique_ttl, req.unique_scope)
-        if unique is not None:
-            item.unique_key, item.unique_ttl_s, item.unique_scope = unique
+        raw = None
+        if not req.extra and req.timeout is None:
+            raw = encode_job(payload_head(req.name, queue, retry), req.args, req.kwargs, jid,
+                             stamp, None if when else stamp)
+        if raw is None:  # extra keys, or arguments the fast encoding leaves to the general one
+            raw = _encode_general(req, queue, retry, jid, now, when)
+        item = EnqueueItem(queue, raw, jid, req.name, when)
+        if (req.unique_key is not None or req.unique_ttl is not None
+                or req.unique_scope is not None
+                or (spec is not None and spec.options.get("unique") not in (None, False))):
+            unique = resolve_unique(req.name, queue, req.args, req.kwargs,
+                                    spec.fn if spec else None,
+                                    spec.options.get("unique") if spec else None,
+                                    req.unique_key, req.unique_ttl, req.unique_scope)
+            if unique is not None:
+                item.unique_key, item.unique_ttl_s, item.unique_scope = unique
         return item
 
     def _queue_of(self, req: EnqueueRequest, default: str) -> str:
@@ -271,13 +354,20 @@ class Client:
 
     def enqueue_many(self, reqs: Sequence[EnqueueRequest]) -> list[JobHandle]:
         with tracing.enqueue_spans() as spans:
-            items = [self.build(r, spans) for r in reqs]
             if self.app.inline:
+                items = self.build_many(reqs, spans)
                 return [self._run_inline(r, i) for r, i in zip(reqs, items, strict=True)]
-            return self._handles(items, self.sync.push(items))
+            handles: list[JobHandle] = []
+            # the broker sends each chunk while the next one is encoded
+            pushed = self.sync.push_chunks(self._batch(reqs, spans, handles))
+            for i, holder in pushed.duplicates.items():
+                handles[i] = JobHandle(self, holder, duplicate=True)
+            return handles
 
     def _handles(self, items: Sequence[EnqueueItem], pushed: Pushed) -> list[JobHandle]:
         """Handles in request order; a duplicate gets the id of the job holding its lock."""
+        if not pushed.duplicates:
+            return [JobHandle(self, it.jid) for it in items]
         return [JobHandle(self, pushed.duplicates[i], duplicate=True) if i in pushed.duplicates
                 else JobHandle(self, it.jid) for i, it in enumerate(items)]
 
@@ -291,7 +381,7 @@ class Client:
 
     async def aenqueue_many(self, reqs: Sequence[EnqueueRequest]) -> list[JobHandle]:
         with tracing.enqueue_spans() as spans:
-            items = [self.build(r, spans) for r in reqs]
+            items = self.build_many(reqs, spans)
             if self.app.inline:
                 return [await asyncio.to_thread(self._run_inline, r, i)
                         for r, i in zip(reqs, items, strict=True)]
@@ -302,6 +392,28 @@ class Client:
         from .testing import run_inline
 
         return JobHandle(self, item.jid, run_inline(self.app, item))
+
+
+def _plain(req: EnqueueRequest) -> bool:
+    """Due now, without a unique lock, a chosen id or extra payload keys."""
+    return (req.priority is None and req.delay is None and req.at is None and not req.extra
+            and req.timeout is None and req.jid is None and req.unique_key is None
+            and req.unique_ttl is None and req.unique_scope is None)
+
+
+def _encode_general(req: EnqueueRequest, queue: str, retry: bool | int, jid: str, now: float,
+                    when: str) -> bytes:
+    """The payload through a dict: for extra keys, and for arguments that need an exact
+    (big integers) or a precise refusal (what cannot travel as JSON, and where it is)."""
+    check_arguments(req.args, req.kwargs)
+    extra: dict[str, Any] = dict(req.extra or {})
+    if req.timeout is not None:
+        extra["timeout"] = req.timeout
+    payload = build_payload(req.name, req.args, req.kwargs, queue=queue, retry=retry, jid=jid,
+                            created_at=now, extra=extra)
+    if not when:
+        stamp_enqueued(payload, now)
+    return dumps(payload)
 
 
 def _when(req: EnqueueRequest) -> str:

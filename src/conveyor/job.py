@@ -9,6 +9,12 @@ Encoding is compact UTF-8 JSON (what Ruby's ``JSON.generate`` writes). NaN and i
 refused, as are values JSON cannot carry (sets, datetimes, objects): the error names the argument.
 Decoding falls back to the standard library when a number may not fit a 64-bit integer, so big
 integers keep their exact value.
+
+The client builds the common payload (no extra keys) by splicing bytes instead of building and
+dumping a dict: :func:`payload_head` is encoded once per job type, queue and retry setting, and
+:func:`encode_job` / :func:`plain_encoder` add the arguments, id and timestamps. The result is
+byte for byte what :func:`dumps` writes for :func:`build_payload`; anything unusual (values JSON
+cannot carry, integers beyond 64 bits, extra keys) takes the dict path.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import math
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -29,6 +36,7 @@ from .errors import MalformedJob, SerializationError
 JID_BYTES = 12  # 24 hex characters, like Sidekiq
 DEFAULT_QUEUE = "default"
 MAX_QUEUE_NAME_LEN = 200
+HEAD_CACHE_SIZE = 1024  # distinct (type, queue, retry) payload heads kept encoded
 
 _ORJSON_OPTS = (
     orjson.OPT_PASSTHROUGH_DATETIME
@@ -123,12 +131,17 @@ def check_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
 def validate_queue_name(queue: str) -> str:
     if not isinstance(queue, str) or not queue:
         raise ValueError("queue name must be a non-empty string")
-    if len(queue) > MAX_QUEUE_NAME_LEN or any(c in queue for c in "\n\r\0 ,"):
+    if not _queue_name_allowed(queue):
         raise ValueError(
             f"queue name {queue[:40]!r} is not allowed: at most {MAX_QUEUE_NAME_LEN} characters, "
             "no spaces, commas or line breaks"
         )
     return queue
+
+
+@lru_cache(maxsize=HEAD_CACHE_SIZE)
+def _queue_name_allowed(queue: str) -> bool:
+    return len(queue) <= MAX_QUEUE_NAME_LEN and not any(c in queue for c in "\n\r\0 ,")
 
 
 def build_payload(
@@ -156,6 +169,79 @@ def build_payload(
     payload["jid"] = jid or new_jid()
     payload["created_at"] = created_at if created_at is not None else now_s()
     return payload
+
+
+@lru_cache(maxsize=HEAD_CACHE_SIZE)
+def payload_head(name: str, queue: str, retry: bool | int) -> bytes:
+    """The bytes a job's JSON starts with, up to its ``args`` value: the same for every job of
+    one type, queue and retry setting, so the client encodes them once (and caches them)."""
+    return b"".join((b'{"retry":', orjson.dumps(retry), b',"queue":', orjson.dumps(queue),
+                     b',"class":', orjson.dumps(name), b',"args":'))
+
+
+def encode_timestamp(at: float) -> bytes:
+    """A float-second timestamp as it appears in a payload."""
+    return orjson.dumps(at)
+
+
+def encode_job(head: bytes, args: Sequence[Any], kwargs: Mapping[str, Any], jid: str,
+               created_at: bytes, enqueued_at: bytes | None) -> bytes | None:
+    """The JSON of a job with no extra keys, spliced from its parts without building the dict:
+    byte for byte what :func:`dumps` writes for :func:`build_payload` (then
+    :func:`stamp_enqueued` unless ``enqueued_at`` is None). ``head`` comes from
+    :func:`payload_head`, the timestamps from :func:`encode_timestamp`.
+
+    Returns None when the arguments need the general path (a value JSON cannot carry, or an
+    integer beyond 64 bits), which then raises the precise error or encodes them exactly.
+    """
+    if type(args) not in (list, tuple) or (kwargs and type(kwargs) is not dict):
+        return None  # build_payload copies other sequences and mappings first
+    try:
+        body = orjson.dumps(args, default=_refuse, option=_ORJSON_OPTS)
+        extra = orjson.dumps(kwargs, default=_refuse, option=_ORJSON_OPTS) if kwargs else b""
+    except TypeError:
+        return None
+    if (b"null" in body or b"null" in extra) and _describe_bad_value([args, kwargs]):
+        return None  # NaN or an infinity, which orjson writes as null
+    parts = [head, body]
+    if extra:
+        parts += (b',"kwargs":', extra)
+    parts += (b',"jid":', orjson.dumps(jid), b',"created_at":', created_at)
+    if enqueued_at is not None:
+        parts += (b',"enqueued_at":', enqueued_at)
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def encodable(calls: Sequence[tuple[Sequence[Any], Mapping[str, Any]]]) -> bool:
+    """True when :func:`encode_job` encodes every (args, kwargs) pair; checked in one orjson
+    call, so a batch can be validated before any of it is encoded and sent."""
+    if not all(type(args) in (list, tuple) and (not kwargs or type(kwargs) is dict)
+               for args, kwargs in calls):
+        return False
+    try:
+        out = orjson.dumps(calls, default=_refuse, option=_ORJSON_OPTS)
+    except TypeError:
+        return False
+    return b"null" not in out or _describe_bad_value(calls) is None
+
+
+def plain_encoder(created_at: bytes) -> Callable[[bytes, Sequence[Any], Mapping[str, Any], str],
+                                                 bytes]:
+    """``encode(head, args, kwargs, jid)``: what :func:`encode_job` writes for a job due now
+    (``enqueued_at`` equal to ``created_at``), for arguments :func:`encodable` accepted and a
+    generated jid (hex, so it needs no escaping). The checks are the caller's, done once per
+    batch, so a job costs only its orjson calls and the concatenation."""
+    tail = b'","created_at":' + created_at + b',"enqueued_at":' + created_at + b"}"
+    dumps, opts = orjson.dumps, _ORJSON_OPTS
+
+    def encode(head: bytes, args: Sequence[Any], kwargs: Mapping[str, Any], jid: str) -> bytes:
+        if kwargs:
+            return (head + dumps(args, None, opts) + b',"kwargs":' + dumps(kwargs, None, opts)
+                    + b',"jid":"' + jid.encode() + tail)
+        return head + dumps(args, None, opts) + b',"jid":"' + jid.encode() + tail
+
+    return encode
 
 
 def stamp_enqueued(payload: dict[str, Any], at: float | None = None) -> dict[str, Any]:
