@@ -8,11 +8,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from conveyor.errors import CircuitOpen, ConfigurationError, WorkerLost
+from conveyor.errors import CircuitOpen, ConfigurationError, JobTimeout, WorkerLost
 from conveyor.executors import Task, create_executor
 from conveyor.executors._breaker import BreakerState
 
@@ -149,3 +150,39 @@ async def test_stop_stops_the_supervised_sidecar():
     await ex.stop(grace_s=5)
     assert not pid_alive(pid)
     assert (await ex.run(job("Echo", jid="b"))).error_class == "ExecutorClosed"
+
+
+async def test_a_silent_sidecar_cannot_hold_a_job_without_a_timeout_forever() -> None:
+    """Regression: with no job timeout the call waited forever (limit None) on a sidecar that
+    accepted the request and never answered; it is now aborted after ``max_call_s``."""
+    seen: list[bytes] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        while line := await reader.readline():
+            seen.append(line)  # reads requests, never answers a POST
+            if line.startswith(b"DELETE"):
+                writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    ex = create_executor("http", {}, 2, url=f"http://127.0.0.1:{port}", max_call_s=0.5)
+    await ex.start()
+    try:
+        began = time.monotonic()
+        outcome = await ex.run(Task("Echo", [1], key="j1"))
+        assert isinstance(outcome.error, JobTimeout) and "max_call_s" in outcome.message
+        assert time.monotonic() - began < 3 and ex.stats().in_flight == 0
+        for _ in range(100):
+            if any(line.startswith(b"DELETE /v1/jobs/j1") for line in seen):
+                break
+            await asyncio.sleep(0.02)
+        assert any(line.startswith(b"DELETE /v1/jobs/j1") for line in seen)
+    finally:
+        await ex.stop(0)
+        server.close()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
+        await server.wait_closed()

@@ -56,6 +56,7 @@ DEFAULT_CAPACITY = 100
 CONNECT_TIMEOUT_S = 5.0
 KEEPALIVE_EXPIRY_S = 30.0  # under the 60 s the protocol asks sidecars to keep idle connections
 TIMEOUT_GRACE_S = 1.0  # the sidecar enforces the timeout itself; we abort this much later
+DEFAULT_MAX_CALL_S = 3600.0  # a job without a timeout: its call is aborted after this long
 CANCEL_CALL_TIMEOUT_S = 2.0
 HEALTH_CALL_TIMEOUT_S = 2.0
 CONTROL_CONNECTIONS = 2  # for health checks and cancels, so they never queue behind jobs
@@ -72,7 +73,8 @@ class HttpExecutor(Executor):
                  env: Mapping[str, str] | None = None, cwd: str | None = None,
                  startup_timeout_s: float = 30.0, breaker: CircuitBreaker | None = None,
                  failure_threshold: int = 5, reset_after_s: float = 5.0,
-                 name: str | None = None) -> None:
+                 name: str | None = None,
+                 max_call_s: float | None = DEFAULT_MAX_CALL_S) -> None:
         super().__init__(functions, capacity or DEFAULT_CAPACITY)
         if url is None and command is None:
             raise ConfigurationError("the http executor needs url= (a running sidecar) or "
@@ -83,6 +85,7 @@ class HttpExecutor(Executor):
             command = shlex.split(command)
         self.command = [part.replace("{port}", str(port)) for part in command or ()]
         self.env, self.cwd, self.startup_timeout_s = env, cwd, startup_timeout_s
+        self.max_call_s = max_call_s
         self.breaker = breaker or CircuitBreaker(failure_threshold, reset_after_s)
         self.guard: shared.SidecarGuard | None = None
         if name is not None or url is not None:
@@ -154,14 +157,19 @@ class HttpExecutor(Executor):
 
     async def _finish(self, call: asyncio.Future[HttpResponse], task: Task, key: str,
                       started: float, queued: float) -> Outcome:
-        limit = None if task.timeout is None else task.timeout + TIMEOUT_GRACE_S
+        limit = self.max_call_s if not task.timeout else task.timeout + TIMEOUT_GRACE_S
         try:
             response = await asyncio.wait_for(call, limit)
         except TimeoutError:
             self._count(task, "neutral")
             self._cancel_remote(task.key)
-            timeout = JobTimeout(f"job {task.name!r} ran past its timeout of {task.timeout}s; "
-                                 f"the call to the sidecar at {self.url} was aborted")
+            if task.timeout:
+                why = f"ran past its timeout of {task.timeout}s"
+            else:
+                why = (f"has no timeout and got no answer within max_call_s={self.max_call_s}s "
+                       "(give the job a timeout, or raise max_call_s)")
+            timeout = JobTimeout(f"job {task.name!r} {why}; the call to the sidecar at "
+                                 f"{self.url} was aborted")
             return Outcome.failure(timeout, time.monotonic() - started, queued, [])
         except asyncio.CancelledError:
             self._count(task, "neutral")
