@@ -239,7 +239,7 @@ class SyncBroker:
         refused by unique locks."""
         if len(items) <= ENQUEUE_CHUNK:
             pushed = Pushed()
-            pushed.add(self._run("enqueue", *self._args.enqueue(items)), 0)
+            pushed.add(self._stream("enqueue", [self._args.enqueue(items)])[0], 0)
             return pushed
         return self.push_chunks(items[i : i + ENQUEUE_CHUNK]
                                 for i in range(0, len(items), ENQUEUE_CHUNK))
@@ -267,16 +267,32 @@ class SyncBroker:
         once all calls are sent (they are a few bytes each, so neither side waits on the other
         before that). Plain EVALSHA, as redis-py's pipelined ``Script`` objects first ask
         SCRIPT EXISTS in a round trip of their own. A call answered NOSCRIPT did not run, so
-        after loading the script only those calls are sent again, in their order."""
+        after loading the script only those calls are sent again, in their order.
+
+        This is also the single enqueue's path: working on the pooled connection directly
+        skips redis-py's ``execute_command`` machinery (retry wrapper, observability hooks,
+        per-argument checks), a third of a single enqueue's client instructions (cachegrind:
+        262k to 177k; a redis-py PING is 135k). Like redis-py, a connection found broken
+        when the first call is sent is reconnected and that call sent again; an error after
+        that is a BrokerError, since the caller cannot know which calls ran."""
         script = self.scripts[name]
         sent: list[tuple[list[str], list[Any]]] = []
         replies: list[Any] = []
         pool = self.redis.connection_pool
-        conn = pool.get_connection()
+        try:
+            conn = pool.get_connection()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
         try:
             for keys, args in calls:
-                conn.send_packed_command(_pack(conn, ("EVALSHA", script.sha, len(keys), *keys,
-                                                      *args)))
+                packed = _pack(conn, ("EVALSHA", script.sha, len(keys), *keys, *args))
+                try:
+                    conn.send_packed_command(packed)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    if sent:
+                        raise
+                    conn.disconnect()  # a stale connection: reconnect (in the send) once
+                    conn.send_packed_command(packed)
                 sent.append((keys, args))
             for _ in sent:
                 try:

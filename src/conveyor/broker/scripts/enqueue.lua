@@ -27,10 +27,12 @@
 --          across groups) with the id of the job holding the lock
 --
 -- A group's jobs go to the queue in one SADD and variadic LPUSHes, or to the schedule in
--- variadic ZADDs, in their order; each job costs only its status record (HSET and PEXPIREAT).
--- Numbers handed to redis.call are strings made once per call: a Lua number is formatted with
--- printf on every call, and an EXPIRE is rewritten into a PEXPIREAT (for replication) on every
--- call, which together cost Redis about a sixth of a job's instructions.
+-- variadic ZADDs, in their order; each job costs only its status record (HSET and EXPIRE).
+-- Numbers handed to redis.call are strings: a Lua number would be formatted with printf on every
+-- call (a tenth of a job's instructions in Redis). The first status record expires by EXPIRE;
+-- the next ones by PEXPIREAT at the same moment, computed once, because Redis rewrites every
+-- EXPIRE into a PEXPIREAT, which costs more per job than the computation costs per call. The
+-- Redis clock is turned into a number only for a group with a time.
 --
 -- Status keys are built from ARGV[2] (not declared in KEYS): this script is for a single Redis
 -- or Valkey server, like every Sidekiq-compatible key layout.
@@ -39,13 +41,11 @@ local UNPACK_MAX = 1000  -- arguments per variadic command: even (ZADD takes pai
                          -- under the C stack limit of Lua's unpack
 
 local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local now_s = string.format('%d.%06d', t[1], t[2])
-local qprefix, sprefix, groups = ARGV[1], ARGV[2], tonumber(ARGV[4])
--- the status records' expiry, absolute on the Redis clock, in ms
-local expire_at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  + tonumber(ARGV[3]) * 1000)
+local now_s = t[1] .. '.' .. string.rep('0', 6 - #t[2]) .. t[2]  -- seconds, 6 decimals
+local now = nil  -- as a number, when a group has a time
+local qprefix, sprefix, ttl, groups = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local enqueued, scheduled, index = 0, 0, 0
+local expire_at = nil  -- nil: no record yet; false: one; then the PEXPIREAT argument
 local duplicates = {}
 
 local function variadic(cmd, key, values)
@@ -59,15 +59,18 @@ for _ = 1, groups do
   local queue, class, when = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local unique, m = ARGV[a + 3] == '1', tonumber(ARGV[a + 4])
   a = a + 5
-  local at, at_s = nil, nil
-  local c = string.sub(when, 1, 1)
-  if c == '@' then
-    at = tonumber(string.sub(when, 2))
-  elseif c == '+' then
-    at = now + tonumber(string.sub(when, 2))
+  local at, at_s, later = nil, nil, false
+  if when ~= '' then
+    now = now or tonumber(t[1]) + tonumber(t[2]) / 1000000
+    local c = string.sub(when, 1, 1)
+    if c == '@' then
+      at = tonumber(string.sub(when, 2))
+    elseif c == '+' then
+      at = now + tonumber(string.sub(when, 2))
+    end
+    later = at ~= nil and at > now
+    if later then at_s = string.format('%.6f', at) end
   end
-  local later = at ~= nil and at > now
-  if later then at_s = string.format('%.6f', at) end
   local out = {}  -- raws for the queue, or score/raw pairs for the schedule, in order
   for _ = 1, m do
     local jid, raw = ARGV[a], ARGV[a + 1]
@@ -100,7 +103,14 @@ for _ = 1, groups do
         redis.call('SET', ukey, jid, 'EX', ARGV[a + 3])
         redis.call('HSET', skey, 'unique_key', ukey, 'unique_scope', ARGV[a + 4])
       end
-      redis.call('PEXPIREAT', skey, expire_at)
+      if expire_at == nil then
+        redis.call('EXPIRE', skey, ttl)
+        expire_at = false
+      else  -- the same moment in ms, computed at the second record
+        expire_at = expire_at or string.format('%d', (tonumber(t[1]) + tonumber(ttl)) * 1000
+          + math.floor(tonumber(t[2]) / 1000))
+        redis.call('PEXPIREAT', skey, expire_at)
+      end
     end
     a = a + (unique and 5 or 2)
   end
