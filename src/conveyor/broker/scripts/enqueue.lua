@@ -29,7 +29,7 @@
 -- A group's jobs go to the queue in one SADD and variadic LPUSHes, or to the schedule in
 -- variadic ZADDs, in their order; each job costs only its status record (HSET and EXPIRE).
 -- Numbers handed to redis.call are strings: a Lua number would be formatted with printf on every
--- call (a tenth of a job's instructions in Redis). The first status record expires by EXPIRE;
+-- call (an eighth of a job's instructions in Redis). The first status record expires by EXPIRE;
 -- the next ones by PEXPIREAT at the same moment, computed once, because Redis rewrites every
 -- EXPIRE into a PEXPIREAT, which costs more per job than the computation costs per call. The
 -- Redis clock is turned into a number only for a group with a time.
