@@ -126,19 +126,31 @@ def seed_expired_two(r: redis.Redis, b: SyncBroker) -> None:
 def test_a_second_loss_schedules_each_suspect_apart_within_the_lease(
         broker: SyncBroker, redis_sync: redis.Redis) -> None:
     """Regression (issue 9, scenario 7): jobs that shared a poison pill's crashes came back to
-    the front together, were fetched with it again and were buried with it."""
+    the front together, were fetched with it again and were buried with it. Now each waits for
+    its own turn within a lease, then goes to the front of its queue (not behind the backlog)."""
     seed_expired_two(redis_sync, broker)
+    redis_sync.lpush("queue:default", job("backlog"))
     assert broker.recover_expired() == (1, 2, 0)
-    now_s, _ = redis_sync.time()
-    scheduled = redis_sync.zrange("schedule", 0, -1, withscores=True)
-    assert sorted(parsed(raw)["jid"] for raw, _ in scheduled) == ["a", "b"]
-    times = [score for _, score in scheduled]
-    assert all(now_s - 1 <= t <= now_s + broker.settings.lease_ttl_s + 1 for t in times)
-    assert abs(times[0] - times[1]) >= 0.1 * broker.settings.lease_ttl_s  # apart, not together
-    assert redis_sync.llen("queue:default") == 0
+    now_s, now_us = redis_sync.time()
+    now_ms = now_s * 1000 + now_us // 1000
+    waiting = redis_sync.zrange(broker.keys.suspects, 0, -1, withscores=True)
+    assert sorted(parsed(entry.partition(b"\n")[2])["jid"] for entry, _ in waiting) == ["a", "b"]
+    times = [score for _, score in waiting]
+    lease_ms = broker.settings.lease_ttl_s * 1000
+    assert all(now_ms - 1000 <= t <= now_ms + lease_ms + 1000 for t in times)
+    assert abs(times[0] - times[1]) >= 0.1 * lease_ms  # apart, not together
+    assert redis_sync.llen("queue:default") == 1
     for jid in ("a", "b"):
         assert redis_sync.get(f"conveyor:recoveries:{jid}") == b"2"
         assert redis_sync.hget(f"conveyor:job:{jid}", "state") == b"scheduled"
+    # their turn comes: the next recoverer call puts them at the front, ahead of the backlog
+    for entry, _ in waiting:
+        redis_sync.zadd(broker.keys.suspects, {entry: 1000})
+    assert broker.recover_expired() == (0, 0, 0)
+    assert redis_sync.zcard(broker.keys.suspects) == 0
+    line = [parsed(raw)["jid"] for raw in redis_sync.lrange("queue:default", 0, -1)]
+    assert line[0] == "backlog" and sorted(line[1:]) == ["a", "b"]  # RPUSH end is the front
+    assert redis_sync.hget("conveyor:job:a", "state") == b"enqueued"
 
 
 @pytest.mark.parametrize("case", LEASES + HAND_BACK + DEAD_AGE, ids=lambda c: c.name)

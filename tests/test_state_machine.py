@@ -40,7 +40,7 @@ class JobLifecycle(RuleBasedStateMachine):
         for w in WORKERS:
             self.b.register(w, b'{"queues":["q"]}')
         self.n = 0
-        # jid -> queue | inflight:<w> | retry | schedule | done | dead
+        # jid -> queue | inflight:<w> | retry | suspect | done | dead
         self.place: dict[str, str] = {}
         self.tokens: dict[str, tuple[str, str]] = {}  # token -> (worker, jid), live or stale
         self.current: dict[str, str] = {}  # jid -> the token of its latest fetch
@@ -107,15 +107,15 @@ class JobLifecycle(RuleBasedStateMachine):
 
     @rule()
     def spread_jobs_come_due(self) -> None:
-        """Time passes: the recovered jobs spread over the lease are due and promoted."""
-        key = self.b.keys.schedule
+        """Time passes: the suspects spread over the lease are due; the recoverer moves them to
+        the front of their queue."""
+        key = self.b.keys.suspects
         for member in self.r.zrange(key, 0, -1):
             self.r.zadd(key, {member: 1000})
-        moved, _ = self.b.promote(key, 1000)
-        due = [j for j, p in self.place.items() if p == "schedule"]
-        assert moved == len(due)
-        for j in due:
-            self.place[j] = "queue"
+        self.b.recover_expired()
+        for j, p in self.place.items():
+            if p == "suspect":
+                self.place[j] = "queue"
 
     @rule(w=st.sampled_from(WORKERS))
     def lease_expires(self, w: str) -> None:
@@ -130,7 +130,7 @@ class JobLifecycle(RuleBasedStateMachine):
                 self.place[j] = "dead"
                 buried += 1
             elif self.recoveries[j] >= SPREAD_FROM:
-                self.place[j] = "schedule"
+                self.place[j] = "suspect"
             else:
                 self.place[j] = "queue"
         assert quarantined == buried
@@ -159,8 +159,8 @@ class JobLifecycle(RuleBasedStateMachine):
                 actual[json.loads(entry.partition(b"\n")[2])["jid"]] = f"inflight:{w}"
         for member in self.r.zrange("retry", 0, -1):
             actual[json.loads(member)["jid"]] = "retry"
-        for member in self.r.zrange("schedule", 0, -1):
-            actual[json.loads(member)["jid"]] = "schedule"
+        for member in self.r.zrange(self.b.keys.suspects, 0, -1):
+            actual[json.loads(member.partition(b"\n")[2])["jid"]] = "suspect"
         for member in self.r.zrange("dead", 0, -1):
             actual[json.loads(member)["jid"]] = "dead"
         expected = {j: p for j, p in self.place.items() if p != "done"}

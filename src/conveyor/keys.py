@@ -77,6 +77,12 @@ class Keys:
         return self._k(OWN_PREFIX + name)
 
     @property
+    def suspects(self) -> str:
+        """ZSET "<queue>\\n<raw>" -> ms: jobs lost twice or more, each waiting for its turn to go
+        back to the front of its queue (recover.lua)."""
+        return self.own("suspects")
+
+    @property
     def leases(self) -> str:
         """ZSET worker id -> lease expiry (ms, Redis clock)."""
         return self.own("leases")

@@ -39,6 +39,7 @@ def pending_jobs(r: redis.Redis) -> int:
     for key in r.scan_iter(match="conveyor:inflight:*"):
         total += int(r.hlen(key))
     total += int(r.zcard("schedule")) + int(r.zcard("retry")) + int(r.llen("conveyor:quarantine"))
+    total += int(r.zcard("conveyor:suspects"))
     return total
 
 

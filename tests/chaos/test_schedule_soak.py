@@ -61,6 +61,7 @@ def test_short_soak_keeps_memory_keys_and_descriptors_flat(make_rig: Callable[..
     print(result)
     assert result["lost"] == 0 and result["workers_alive"] == 2
     assert result["other_keys_growth"] <= 3
+    assert result["transient_keys_max"] <= 2 * soak.TRANSIENT_PER_WORKER + 3  # 2 workers
     assert abs(result["status_records_growth"]) < 0.3 * 150 * 4  # bounded by rate x TTL
     assert result["redis_memory_growth_bytes"] < 512 * 1024
     assert all(kb < 5 * 1024 for kb in result["rss_growth_kb"])

@@ -160,7 +160,7 @@ class _Args:
 
     def recover(self, mode: str, wid: str = "") -> tuple[list[str], list[Any]]:
         keys = [self.k.leases, self.k.workers, self.k.queues, self.k.quarantine, self.k.worker_info,
-                self.k.schedule]
+                self.k.suspects]
         args = [mode, wid, self.k.own(""), self.k.queue_prefix, self.s.max_recoveries,
                 RECOVERIES_WINDOW_S, self.s.status_ttl_s, RECOVER_MAX_WORKERS,
                 int(self.s.lease_ttl_s * 1000)]

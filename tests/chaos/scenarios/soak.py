@@ -22,15 +22,27 @@ from ..results import classify, dead_reasons, drain
 from ..rig import Rig
 
 STATUS_PREFIX = "conveyor:job:"
-# Both counts in one atomic step: counted apart (a SCAN, then DBSIZE), the status records created
-# in between showed up as "other" keys, a few each sample at 150 jobs/s.
+# Keys that come and go with the work in flight (a queue with a backlog, a worker's claim list
+# and in-flight hash, the schedule): up to a few per worker at any instant, so between two
+# samples they differ by a few without anything leaking. They are counted apart and bounded;
+# "other" keys are everything else, and must stay flat.
+TRANSIENT_PREFIXES = ("queue:", "conveyor:claim:", "conveyor:inflight:", "schedule", "retry")
+TRANSIENT_PER_WORKER = 3  # its claim list, its in-flight hash, and slack for one more queue
+# All counts in one atomic step: counted apart (a SCAN, then DBSIZE), the status records created
+# in between showed up as "other" keys.
 COUNT_KEYS = """
 local all = redis.call('KEYS', '*')
-local status = 0
+local status, transient = 0, 0
 for _, key in ipairs(all) do
-  if string.sub(key, 1, #ARGV[1]) == ARGV[1] then status = status + 1 end
+  if string.sub(key, 1, #ARGV[1]) == ARGV[1] then
+    status = status + 1
+  else
+    for i = 2, #ARGV do
+      if string.sub(key, 1, #ARGV[i]) == ARGV[i] then transient = transient + 1; break end
+    end
+  end
 end
-return {#all, status}
+return {#all, status, transient}
 """
 
 
@@ -40,10 +52,12 @@ def _rss_kb(w: WorkerProc) -> int:
 
 def _sample(rig: Rig, workers: list[WorkerProc], began: float) -> dict[str, Any]:
     info = rig.r.info("memory")
-    keys, status = (int(n) for n in rig.r.eval(COUNT_KEYS, 0, STATUS_PREFIX))
+    keys, status, transient = (int(n) for n in
+                               rig.r.eval(COUNT_KEYS, 0, STATUS_PREFIX, *TRANSIENT_PREFIXES))
     return {"t": round(time.monotonic() - began, 1), "rss_kb": [_rss_kb(w) for w in workers],
             "redis_used_memory": int(info["used_memory"]), "keys": keys,
-            "status_records": status, "other_keys": keys - status,
+            "status_records": status, "transient_keys": transient,
+            "other_keys": keys - status - transient,
             "fds": [psutil.Process(w.pid).num_fds() for w in workers]}
 
 
@@ -69,6 +83,7 @@ def run(rig: Rig, *, duration_s: float, rate: float, sample_every_s: float,
             "other_keys_growth": last["other_keys"] - base["other_keys"],
             "status_records_growth": last["status_records"] - base["status_records"],
             "keys_growth": last["keys"] - base["keys"],
+            "transient_keys_max": max(s["transient_keys"] for s in samples),
             "fds_growth": [b - a for a, b in zip(base["fds"], last["fds"], strict=True)],
             "workers_alive": sum(w.alive for w in workers),
             "samples": samples, **verdict}

@@ -16,16 +16,18 @@
 -- ARGV[7]  status ttl     seconds
 -- ARGV[8]  max workers    most expired workers handled in one call
 -- ARGV[9]  spread ms      a job lost twice or more comes back within this, not at once
--- KEYS[6]  schedule       ZSET raw -> epoch seconds (where such a job waits for its turn)
+-- KEYS[6]  suspects       ZSET "<queue>\n<raw>" -> ms on the Redis clock (such a job's turn)
 -- Returns: {workers recovered, jobs requeued, jobs quarantined}
 --
 -- Blame: only jobs that were running (in the in-flight hash) count a loss; jobs merely claimed
 -- (waiting in a claim list) go back uncounted. A job whose worker died while it ran with others
 -- shares the blame with them, and a poison pill recovered at the front of the queue would be
 -- fetched again with the same companions, so a second loss would be counted for all of them
--- again. From its second loss on, a job is therefore scheduled back at its own offset within
--- the spread (a golden-ratio sequence over the call's suspects), so the suspects of one crash
--- run apart and an innocent one stops dying with the pill (issue 9, scenario 7).
+-- again. From its second loss on, a job therefore waits in the suspects set until its own offset
+-- within the spread (a golden-ratio sequence over the call's suspects), so the suspects of one
+-- crash run apart and an innocent one stops dying with the pill (issue 9, scenario 7). Every
+-- call first moves the suspects whose turn has come to the *front* of their queue (a recovered
+-- job must not wait behind the backlog, as a scheduled job would).
 
 local mode, own, qprefix = ARGV[1], ARGV[3], ARGV[4]
 local max_rec, rec_ttl, sttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -50,6 +52,23 @@ else
 end
 
 local requeued, quarantined = 0, 0
+
+-- suspects whose turn has come go to the front of their queue
+for _, entry in ipairs(redis.call('ZRANGE', KEYS[6], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', KEYS[6], entry)
+  local nl = string.find(entry, '\n', 1, true)
+  local queue, raw = string.sub(entry, 1, nl - 1), string.sub(entry, nl + 1)
+  local ok, job = pcall(cjson.decode, raw)
+  if ok and type(job) == 'table' and type(job['jid']) == 'string' then
+    local skey = own .. 'job:' .. job['jid']
+    if redis.call('EXISTS', skey) == 1 then
+      redis.call('HSET', skey, 'state', 'enqueued', 'enqueued_at', now_s)
+      redis.call('EXPIRE', skey, sttl)
+    end
+  end
+  redis.call('SADD', KEYS[3], queue)
+  redis.call('RPUSH', qprefix .. queue, stamp(raw, job, now_s))
+end
 
 local function give_back(queue, raw, running)
   local ok, job = pcall(cjson.decode, raw)
@@ -79,7 +98,7 @@ local function give_back(queue, raw, running)
         redis.call('EXPIRE', skey, sttl)
       end
     end
-    redis.call('ZADD', KEYS[6], string.format('%.3f', later_s), raw)
+    redis.call('ZADD', KEYS[6], math.floor(later_s * 1000), queue .. '\n' .. raw)
     requeued = requeued + 1
     return
   end
