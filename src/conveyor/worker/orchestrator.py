@@ -1,5 +1,9 @@
 """The worker's orchestrator: fetches as many jobs as it has free slots and runs them.
 
+One module past 600 lines on purpose: fetch, execute, ack and failure handling share the slot
+accounting and the fencing tokens of one loop, and splitting them would pass that state around
+(the background duties already live in their own files: heartbeat, recoverer, scheduler).
+
 One asyncio loop owns every Redis call about jobs. Fetching takes up to ``free slots`` jobs (at
 most ``FETCH_BATCH_MAX``) in one ``fetch.lua`` round trip, straight into this worker's in-flight
 record under its lease; when the queues are empty the worker blocks on Redis (``BLMOVE`` into a

@@ -53,14 +53,10 @@ end
 
 local requeued, quarantined = 0, 0
 
--- suspects whose turn has come go to the front of their queue
-for _, entry in ipairs(redis.call('ZRANGE', KEYS[6], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 1000)) do
-  redis.call('ZREM', KEYS[6], entry)
-  local nl = string.find(entry, '\n', 1, true)
-  local queue, raw = string.sub(entry, 1, nl - 1), string.sub(entry, nl + 1)
-  local ok, job = pcall(cjson.decode, raw)
-  if ok and type(job) == 'table' and type(job['jid']) == 'string' then
-    local skey = own .. 'job:' .. job['jid']
+-- the job goes back to the front of its queue (RPUSH, as Sidekiq's requeue does), enqueued again
+local function to_front(queue, raw, job, jid)
+  if jid then
+    local skey = own .. 'job:' .. jid
     if redis.call('EXISTS', skey) == 1 then
       redis.call('HSET', skey, 'state', 'enqueued', 'enqueued_at', now_s)
       redis.call('EXPIRE', skey, sttl)
@@ -68,6 +64,17 @@ for _, entry in ipairs(redis.call('ZRANGE', KEYS[6], '-inf', now_ms, 'BYSCORE', 
   end
   redis.call('SADD', KEYS[3], queue)
   redis.call('RPUSH', qprefix .. queue, stamp(raw, job, now_s))
+end
+
+-- suspects whose turn has come go to the front of their queue
+for _, entry in ipairs(redis.call('ZRANGE', KEYS[6], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', KEYS[6], entry)
+  local nl = string.find(entry, '\n', 1, true)
+  local queue, raw = string.sub(entry, 1, nl - 1), string.sub(entry, nl + 1)
+  local ok, job = pcall(cjson.decode, raw)
+  local jid = nil
+  if ok and type(job) == 'table' and type(job['jid']) == 'string' then jid = job['jid'] end
+  to_front(queue, raw, job, jid)
 end
 
 local function give_back(queue, raw, running)
@@ -102,16 +109,7 @@ local function give_back(queue, raw, running)
     requeued = requeued + 1
     return
   end
-  if jid then
-    local skey = own .. 'job:' .. jid
-    if redis.call('EXISTS', skey) == 1 then
-      redis.call('HSET', skey, 'state', 'enqueued', 'enqueued_at', now_s)
-      redis.call('EXPIRE', skey, sttl)
-    end
-  end
-  redis.call('SADD', KEYS[3], queue)
-  -- RPUSH: the job goes back to the front of its queue, as Sidekiq's requeue does
-  redis.call('RPUSH', qprefix .. queue, stamp(raw, job, now_s))
+  to_front(queue, raw, job, jid)
   requeued = requeued + 1
 end
 
