@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -351,9 +351,10 @@ def job(app: App, job_class: str, *, queue: str = "default", retry: bool | int =
     return register
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """What a worker runs for a job: the handler's spec and the decoded arguments."""
+class Call(NamedTuple):
+    """What a worker runs for a job: the handler's spec and the decoded arguments. (A named
+    tuple: a frozen dataclass costs a microsecond per job to build, a tenth of the 10 us
+    budget per job started of issue 3's 10,000 concurrent jobs.)"""
 
     spec: JobSpec
     args: list[Any]

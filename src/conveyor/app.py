@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from .client import Client, EnqueueRequest, JobHandle
@@ -40,11 +41,11 @@ class JobSpec:
     executor: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
 
-    @property
+    @cached_property  # asked per job started (the flow gate), and ``fn`` never changes
     def executor_kind(self) -> str:
         """Where it runs when not told: async functions on the loop, sync ones in threads."""
         return self.executor or ("asyncio" if self.is_async else "thread")

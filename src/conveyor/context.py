@@ -15,7 +15,7 @@ from .executors import current_task_context
 from .job import dumps
 
 
-@dataclass
+@dataclass(slots=True)
 class JobContext:
     """The running job's identity and its channel back to its status record."""
 

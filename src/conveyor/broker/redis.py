@@ -196,12 +196,21 @@ def _text(value: Any) -> str:
 
 
 def _parse_fetch(reply: list[Any]) -> list[Fetched] | None:
-    if reply and reply[0] == -1:
+    """fetch.lua's reply (see its header): None when the worker holds no lease."""
+    if not reply:
+        return []
+    token = int(reply[0])
+    if token == -1:
         return None
     out = []
-    for i in range(0, len(reply), 3):
-        token, queue, raw = reply[i], reply[i + 1], reply[i + 2]
-        out.append(Fetched(str(token), queue.decode(), raw))
+    i, end = 1, len(reply)
+    while i < end:
+        queue, count = reply[i].decode(), int(reply[i + 1])
+        i += 2
+        for raw in reply[i : i + count]:
+            token += 1
+            out.append(Fetched(str(token), queue, raw))
+        i += count
     return out
 
 

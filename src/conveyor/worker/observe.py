@@ -34,14 +34,17 @@ class Observers:
             bind = getattr(o, "bind", None)
             if bind is not None:
                 bind(worker)
+        # bound methods, looked up once: these run twice per job
+        self._started = tuple((o, o.job_started) for o in self.observers)
+        self._finished = tuple((o, o.job_finished) for o in reversed(self.observers))
 
     def __bool__(self) -> bool:
         return bool(self.observers)
 
     def started(self, job: Any, spec: Any) -> None:
-        for o in self.observers:
+        for o, hook in self._started:
             try:
-                o.job_started(job, spec)
+                hook(job, spec)
             except Exception:
                 log.exception("observer %r failed on job_started", o)
 
@@ -56,8 +59,8 @@ class Observers:
                 log.exception("observer %r failed on job_dead_lettered", o)
 
     def finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None:
-        for o in reversed(self.observers):
+        for o, hook in self._finished:
             try:
-                o.job_finished(job, spec, outcome, result)
+                hook(job, spec, outcome, result)
             except Exception:
                 log.exception("observer %r failed on job_finished", o)

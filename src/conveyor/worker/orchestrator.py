@@ -35,7 +35,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,7 @@ from ..deadletter import dead_entry
 from ..errors import BrokerError, Cancelled, MalformedJob, Retry, UnknownJobType, WorkerLost
 from ..executors import Executor, Outcome, Task, create_executor
 from ..flow.keytemplate import KeyTemplateError
+from ..flow.policy import FlowPolicy
 from ..interop import UnknownClassPolicy
 from ..job import Job, dumps, now_s, parse_job
 from ..retry import decide, scrub_message
@@ -133,7 +134,6 @@ class Worker:
         self.running: dict[str, tuple[Job, asyncio.Task[None]]] = {}  # token -> job
         self.contexts: dict[str, JobContext] = {}
         self.executors: dict[str, Executor] = {}
-        self._kinds: dict[str, tuple[JobSpec, str]] = {}  # job type -> (its spec, its kind)
         self.quiet = False
         self.started_at = now_s()
         self.processed = 0
@@ -236,7 +236,7 @@ class Worker:
             "labels": ["conveyor"],
             "identity": self.identity,
             "version": "conveyor",
-            "executors": sorted({self._executor_kind(s) for s in self.app.registry.values()}
+            "executors": sorted({s.executor_kind for s in self.app.registry.values()}
                                 | set(self.queue_executors.values())),
         }
 
@@ -260,7 +260,7 @@ class Worker:
 
     async def _start_executors(self, only: Sequence[str] = (),
                                skip: Sequence[str] = ()) -> None:
-        kinds = ({self._executor_kind(s) for s in self.app.registry.values()} | {"asyncio"}
+        kinds = ({s.executor_kind for s in self.app.registry.values()} | {"asyncio"}
                  | set(self.queue_executors.values()))
         for kind in sorted(kinds):
             if (only and kind not in only) or kind in skip or kind in self.executors:
@@ -279,16 +279,6 @@ class Worker:
             self.executors[kind] = ex
             await ex.start()
         return ex
-
-    def _executor_kind(self, spec: JobSpec) -> str:
-        return spec.executor_kind
-
-    def _kind_of(self, spec: JobSpec) -> str:
-        """``spec.executor_kind``, remembered per spec (it inspects the function each time)."""
-        known = self._kinds.get(spec.name)
-        if known is None or known[0] is not spec:
-            known = self._kinds[spec.name] = (spec, spec.executor_kind)
-        return known[1]
 
     async def _shutdown(self, duties: list[Any], tasks: list[asyncio.Task[Any]],
                         waiters: list[asyncio.Task[Any]]) -> None:
@@ -318,39 +308,61 @@ class Worker:
     # --- fetching ------------------------------------------------------------------------------
     async def _fetch_loop(self) -> None:
         refill = max(1, self.concurrency // REFILL_FRACTION)
-        while not self._stop.is_set():
-            free = self.concurrency - len(self.running)
-            if free <= 0 or self.quiet:
-                self._slot_free.clear()
-                await self._wait(self._slot_free, self.settings.idle_block_s)
-                continue
-            if free < refill and self._fed:
-                await asyncio.sleep(REFILL_WAIT_S)  # let more slots free up (see above)
-                free = self.concurrency - len(self.running)
-            try:
-                if self._reconcile_needed:
-                    await self._reconcile()
-                fetched = await self.broker.fetch(self.identity, self.queue_order(),
-                                                  min(free, FETCH_BATCH_MAX))
-            except BrokerError as exc:
-                # the reply may have been lost after the script ran: jobs may sit in our
-                # in-flight hash that this process never saw; reconcile before the next fetch
-                self._reconcile_needed = True
-                log.warning("fetch failed (retrying): %s", exc)
-                await self._wait(self._stop, BROKER_RETRY_PAUSE_S)
-                continue
-            if fetched is None:
-                await self._reregister()
-                continue
-            self._fed = bool(fetched)
-            if fetched:
-                for f in fetched:
-                    self._start(f)
-                continue
-            self._work.clear()
-            self._idle.set()
-            await self._wait(self._work, self.settings.idle_block_s)
-            self._idle.clear()
+        ahead: asyncio.Task[list[Fetched] | None] | None = None  # a fetch sent before starting
+        try:
+            while not self._stop.is_set():
+                if ahead is None:
+                    free = self.concurrency - len(self.running)
+                    if free <= 0 or self.quiet:
+                        self._slot_free.clear()
+                        await self._wait(self._slot_free, self.settings.idle_block_s)
+                        continue
+                    if free < refill and self._fed:
+                        await asyncio.sleep(REFILL_WAIT_S)  # let more slots free up (see above)
+                        free = self.concurrency - len(self.running)
+                    fetch: Awaitable[list[Fetched] | None] = self._fetch(free)
+                else:
+                    fetch, ahead = ahead, None
+                try:
+                    fetched = await fetch
+                except BrokerError as exc:
+                    # the reply may have been lost after the script ran: jobs may sit in our
+                    # in-flight hash that this process never saw; reconcile before the next one
+                    self._reconcile_needed = True
+                    log.warning("fetch failed (retrying): %s", exc)
+                    await self._wait(self._stop, BROKER_RETRY_PAUSE_S)
+                    continue
+                if fetched is None:
+                    await self._reregister()
+                    continue
+                self._fed = bool(fetched)
+                if fetched:
+                    if self._stop.is_set():
+                        break  # not started: shutdown hands them back with the in-flight record
+                    # Send the next fetch before starting these jobs, so that Redis runs it
+                    # while this loop starts them (a burst of 10,000 jobs: fetching 1,000 takes
+                    # Redis about as long as starting them takes this process).
+                    free = self.concurrency - len(self.running) - len(fetched)
+                    if free >= refill and not self.quiet and not self._reconcile_needed:
+                        ahead = asyncio.create_task(self._fetch(free))
+                        await asyncio.sleep(0)  # one turn of the loop: the task sends the fetch
+                    for f in fetched:
+                        self._start(f)
+                    continue
+                self._work.clear()
+                self._idle.set()
+                await self._wait(self._work, self.settings.idle_block_s)
+                self._idle.clear()
+        finally:
+            if ahead is not None:  # its jobs, if any, are handed back at shutdown
+                with contextlib.suppress(BaseException):
+                    await ahead
+
+    async def _fetch(self, free: int) -> list[Fetched] | None:
+        if self._reconcile_needed:
+            await self._reconcile()
+        return await self.broker.fetch(self.identity, self.queue_order(),
+                                       min(free, FETCH_BATCH_MAX))
 
     async def _wait(self, event: asyncio.Event, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -408,8 +420,10 @@ class Worker:
             self.unknown.hold(f.queue)  # now, before any waiter blocks on the queue again
             self._spawn(self._unknown(f, job_type(job.data)), f.token)
             return
-        task = asyncio.create_task(self._admit_and_execute(job, call))
-        self.running[job.token] = (job, task)
+        policy = self.gate.policy(call.spec.name)  # an ActiveJob's policy is its job_class's
+        coro: Coroutine[Any, Any, Any] = (self._execute(job, call) if policy is None
+                                          else self._admit_and_execute(job, call, policy))
+        self.running[job.token] = (job, self.loop.create_task(coro))
 
     def _spawn(self, coro: Any, token: str = "") -> None:
         """Run ``coro`` in the background; ``token`` is the in-flight entry it settles."""
@@ -439,14 +453,11 @@ class Worker:
         self.unknown.release(f.queue)
         await self._bury(f, "UnknownJobType", str(UnknownJobType(name, self.app.registry)))
 
-    async def _admit_and_execute(self, job: Job, call: Call) -> None:
+    async def _admit_and_execute(self, job: Job, call: Call, policy: FlowPolicy) -> None:
         """Flow control (conveyor.flow.gate): run the job now, or hold it briefly, or defer it
-        to the schedule (not a failure, not a retry); afterwards give back its limit slots."""
+        to the schedule (not a failure, not a retry); afterwards give back its limit slots.
+        (A job type with no policy skips this: ``_start`` runs ``_execute`` directly.)"""
         spec = call.spec
-        policy = self.gate.policy(spec.name)  # an ActiveJob's policy is its job_class's
-        if policy is None:
-            await self._execute(job, call)
-            return
         ticket = None
         try:
             ticket = await self.gate.admit(job, spec, policy, self._stop.is_set, call.args,
@@ -465,13 +476,13 @@ class Worker:
         outcome: Outcome | None = None
         result = "completed"
         try:  # everything inside: whatever raises, the slot is freed (issue 9, scenario 8)
-            ctx = JobContext(job.jid, job.name, job.queue, job.attempt, job.data,
-                             _report=self._report)
-            self.contexts[job.jid] = ctx
+            ctx = JobContext(job.jid, job.name, job.queue, job.attempt, job.data, False,
+                             self._report)
+            self.contexts[ctx.jid] = ctx
             timeout = job.data.get("timeout") or spec.timeout
-            task = Task(spec.name, call.args, call.kwargs, timeout, key=job.jid, context=ctx)
+            task = Task(spec.name, call.args, call.kwargs, timeout, ctx.jid, ctx)
             self.observers.started(job, spec)
-            kind = self.queue_executors.get(job.queue) or self._kind_of(spec)
+            kind = self.queue_executors.get(job.queue) or spec.executor_kind
             executor = self.executors.get(kind) or await self._executor_for(kind)
             outcome = await executor.run(task)
             if outcome.ok:

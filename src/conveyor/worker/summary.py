@@ -34,21 +34,30 @@ class RunSummary:
         self._window = latency.Window()
         self._lock = threading.Lock()
         self._slice: latency.Slice | None = None
-        self._slice_ends = 0.0  # clock time at which self._slice stops being the current one
+        self._slice_begins = self._slice_ends = 0.0  # clock times self._slice is current in
 
     def job_started(self, job: Any, spec: Any) -> None:
-        enqueued = latency.enqueued_seconds(job.data)
+        # Twice per job on the worker's loop, so the common cases are inlined: a float
+        # ``enqueued_at`` and a slice that is still current.
+        value = job.data.get("enqueued_at")
+        enqueued = value if type(value) is float else latency.enqueued_seconds(job.data)
         if enqueued is None:
             return
-        index = latency.bucket_of(max(0.0, self.wall_clock() - enqueued))
+        wait = self.wall_clock() - enqueued
+        index = latency.bucket_of(wait) if wait > latency.MIN_S else 0
         with self._lock:
-            s = self._current()
+            s = self._slice
+            if s is None or not self._slice_begins <= self.clock() < self._slice_ends:
+                s = self._current()
             s.wait[index] = s.wait.get(index, 0) + 1
 
     def job_finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None:
-        index = latency.bucket_of(outcome.duration_s)
+        duration = outcome.duration_s
+        index = latency.bucket_of(duration) if duration > latency.MIN_S else 0
         with self._lock:
-            s = self._current()
+            s = self._slice
+            if s is None or not self._slice_begins <= self.clock() < self._slice_ends:
+                s = self._current()
             s.run[index] = s.run.get(index, 0) + 1
             s.outcomes[result] = s.outcomes.get(result, 0) + 1
 
@@ -60,10 +69,10 @@ class RunSummary:
     def _current(self) -> latency.Slice:
         """The window's current slice (the caller holds the lock)."""
         now = self.clock()
-        begins = self._slice_ends - self._window.slice_s
-        if self._slice is None or not begins <= now < self._slice_ends:
+        if self._slice is None or not self._slice_begins <= now < self._slice_ends:
             self._slice = self._window.current(now)
-            self._slice_ends = (self._slice.number + 1) * self._window.slice_s
+            self._slice_begins = self._slice.number * self._window.slice_s
+            self._slice_ends = self._slice_begins + self._window.slice_s
         return self._slice
 
     def wire(self) -> dict[str, Any]:

@@ -13,7 +13,10 @@
 -- ARGV[5]  status ttl     seconds
 -- ARGV[6 + i]             queue i's name
 -- Returns: {-1} when this worker holds no lease (it was presumed dead: re-register, then fetch);
---          otherwise a flat array token1, queue1, raw1, token2, ... (may be empty)
+--          {} when no job was taken; otherwise {t, queue_a, n_a, raw..., queue_b, n_b, raw...}:
+--          runs of jobs of one queue, each its queue name, its count and its raw jobs; the jobs'
+--          fencing tokens are t+1, t+2, ... in reply order. (Three times fewer reply elements
+--          than a token and a queue per job: parsing the reply is on the worker's hot path.)
 --
 -- A job whose status says "cancelled" is dropped here instead of being handed out.
 -- Jobs are taken from the claim lists first, then from the queues in the given order.
@@ -31,7 +34,9 @@ local now_s = string.format('%d.%06d', t[1], t[2])
 redis.call('ZADD', KEYS[1], now_ms + lease_ms, wid)
 
 local INFLIGHT_CHUNK = 500  -- jobs per HSET: keeps unpack() far below Lua's stack limit
-local out = {}
+local out = {0}  -- out[1]: the token before the first job's, set at the end
+local queues, raws = {}, {}  -- per job taken, for the in-flight record
+local run_queue, run_count_at = nil, 0
 local taken = 0
 local nqueues = (#KEYS - 4) / 2
 
@@ -55,10 +60,15 @@ local function take(queue, raw)
     redis.call('EXPIRE', skey, ttl)
     flow_event(skey, jid, 'started', now_s)
   end
-  out[#out + 1] = 0  -- the token, assigned below for the whole batch
-  out[#out + 1] = queue
+  if queue ~= run_queue then
+    out[#out + 1] = queue
+    out[#out + 1] = 0
+    run_queue, run_count_at = queue, #out
+  end
+  out[run_count_at] = out[run_count_at] + 1
   out[#out + 1] = raw
   taken = taken + 1
+  queues[taken], raws[taken] = queue, raw
 end
 
 -- claimed jobs first: they already left their queue for this worker
@@ -87,15 +97,14 @@ end
 -- One INCRBY and one HSET per INFLIGHT_CHUNK jobs instead of an INCR and an HSET per job; the
 -- tokens are the same consecutive numbers the per-job INCRs gave.
 if taken == 0 then
-  return out
+  return {}
 end
 local token = redis.call('INCRBY', KEYS[3], taken) - taken
+out[1] = token
 local fields = {}
-for i = 1, #out, 3 do
-  token = token + 1
-  out[i] = token
-  fields[#fields + 1] = token
-  fields[#fields + 1] = out[i + 1] .. '\n' .. out[i + 2]
+for i = 1, taken do
+  fields[#fields + 1] = token + i
+  fields[#fields + 1] = queues[i] .. '\n' .. raws[i]
   if #fields >= 2 * INFLIGHT_CHUNK then
     redis.call('HSET', KEYS[2], unpack(fields))
     fields = {}
