@@ -41,7 +41,7 @@ from typing import Any
 
 import redis
 
-from ..activejob import Call, job_type, resolve
+from ..activejob import WRAPPER_CLASSES, Call, job_type, resolve
 from ..app import App, JobSpec
 from ..broker import AsyncBroker, Failure, Fetched, SyncBroker
 from ..broker.checks import check_server
@@ -412,7 +412,13 @@ class Worker:
     def _start(self, f: Fetched) -> None:
         try:
             job = parse_job(f.raw, f.queue, f.token)
-            call = resolve(self.app, job)  # ActiveJob envelopes dispatch on their job_class
+            data = job.data
+            if data["class"] in WRAPPER_CLASSES:
+                call = resolve(self.app, job)  # ActiveJob envelopes dispatch on job_class
+            else:  # resolve()'s other case, inlined: this runs for every job taken
+                spec = self.app.registry.get(data["class"])
+                call = None if spec is None else Call(spec, data["args"],
+                                                      data.get("kwargs") or {})
         except MalformedJob as exc:
             self._spawn(self._bury(f, "MalformedJob", str(exc)), f.token)
             return
