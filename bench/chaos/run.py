@@ -1,7 +1,7 @@
 """Full-size chaos runs with shipping defaults (issue 9): the headline reliability figures.
 
     .venv/bin/python bench/chaos/run.py churn recovery recovery_http shutdown fencing restart \
-        unreachable poison schedule soak [--out bench/chaos/results.jsonl] [--fast]
+        unreachable_10s poison schedule api_kill soak [--out bench/chaos/results.jsonl] [--fast]
 
 Each named scenario runs once on its own Redis (AOF on) with a ledger Redis beside it, using
 the scenario modules of ``tests/chaos/scenarios`` at the sizes of the issue, and appends one
@@ -25,10 +25,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from chaos.apiproc import ApiProc  # noqa: E402
 from chaos.procs import FAST_ENV  # noqa: E402
 from chaos.results import write_result  # noqa: E402
 from chaos.rig import Rig, opened  # noqa: E402
 from chaos.scenarios import (  # noqa: E402
+    api,
     churn,
     fencing,
     outage,
@@ -38,7 +40,7 @@ from chaos.scenarios import (  # noqa: E402
     shutdown,
     soak,
 )
-from redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer, free_port  # noqa: E402
 
 DEFAULT_LEASE_S = 10.0
 DEFAULT_BEAT_S = 2.0
@@ -53,6 +55,12 @@ def _recovery(rig: Rig, job_types: tuple[str, ...]) -> list[dict[str, Any]]:
     return [recovery.run(rig, job_type=t, rounds=rounds, beat_s=DEFAULT_BEAT_S, timeout_s=60,
                          job_s=3 * DEFAULT_LEASE_S, concurrency=8)
             for t in job_types]
+
+
+def _api_kill(rig: Rig) -> dict[str, Any]:
+    port = free_port()
+    return api.killed(rig, lambda: ApiProc(rig.url, port, rig.log_dir), kills=10, every_s=3.0,
+                      down_s=1.0, clients=8)
 
 
 SCENARIOS: dict[str, tuple[dict[str, Any], Callable[[Rig], Any]]] = {
@@ -83,6 +91,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Callable[[Rig], Any]]] = {
     "schedule": ({"proxy": True}, lambda rig: schedule.run(
         rig, schedulers=3, one_offs=1000, span_s=300, kill_every_s=20, outage_s=10,
         every_s=1.0, catch_up="all", cron_grace_s=CRON_GRACE_S)),
+    "api_kill": ({}, _api_kill),
     "soak": ({}, lambda rig: soak.run(rig, duration_s=600, rate=100, sample_every_s=30,
                                       warmup_s=120)),
     "soak_long": ({"env_extra": {"CONVEYOR_STATUS_TTL_S": "600"}}, lambda rig: soak.run(

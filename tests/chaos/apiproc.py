@@ -2,7 +2,7 @@
 
 ``python -m chaos.apiproc REDIS_URL PORT DEADLINE_S TOKEN...`` serves the API the way
 ``conveyor.api.server.make_server`` builds it (uvicorn with the receive-deadline protocol);
-:class:`ApiProc` starts that as a child of the test and stops it by its pid.
+:class:`ApiProc` starts that as a child of the test and stops (or SIGKILLs) it by its pid.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ class ApiProc:
         except httpx.HTTPError:
             return False
         return True
+
+    def kill(self) -> None:
+        """SIGKILL the API process (by its pid) and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -57,6 +57,25 @@ def test_api_answers_quickly_while_redis_is_cut_off(served: tuple[Rig, ApiProc])
     assert result["created_missing"] == 0
 
 
+def test_a_killed_api_loses_no_acknowledged_job_and_serves_again_once_restarted(
+        make_rig: Callable[..., Rig]) -> None:
+    # scenario 5's fault tools include SIGKILL of the API: its process dies mid-request
+    rig = make_rig()
+    port = free_port()
+    result = api.killed(rig, lambda: ApiProc(rig.url, port, rig.log_dir, deadline_s=DEADLINE_S),
+                        kills=3, every_s=1.5, down_s=0.5, clients=4)
+    write_result({"profile": "fast", **result})
+    print(result)
+    assert result["outcomes"].get("acknowledged", 0) > 100  # the clients did get through
+    assert result["lost"] == 0
+    assert result["duplicated"] == 0
+    assert result["unexpected"] == 0
+    assert result["refused_stored"] == 0  # a refused connection sent nothing
+    assert result["records_without_queue_entry"] == 0  # a cut submission is all or nothing
+    assert set(result["outcomes"]) <= {"acknowledged", "refused", "indeterminate"}
+    assert result["restart_to_serving_s_max"] < 20
+
+
 def test_oversized_submissions_get_413_and_create_nothing(served: tuple[Rig, ApiProc]) -> None:
     rig, proc = served
     result = api.oversized(rig, proc)

@@ -8,6 +8,9 @@ slow clients. Each talks HTTP to an :class:`~chaos.apiproc.ApiProc` from outside
   just under the limit; no partial job may reach Redis.
 * :func:`slowloris`: connections trickling a request byte by byte must be cut at the receive
   deadline while a probe's normal requests keep being answered quickly.
+* :func:`killed`: the API process itself is SIGKILLed while clients submit, and started again
+  on its port; every job it answered 2xx for must be in Redis, none twice, and no status record
+  may exist without its queue entry (a submission cut off mid-way is all or nothing).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import orjson
 
 from conveyor.job import new_jid
 
@@ -158,3 +162,76 @@ def slowloris(api: ApiProc, *, connections: int, trickle_every_s: float, duratio
             "probe_success_rate": round(ok / max(1, len(probes)), 3),
             "probe_s_p99": percentile(probes, 99), "held_s_max": round(max(held), 2),
             "held_s_p50": percentile(held, 50)}
+
+
+def killed(rig: Rig, start_api: Callable[[], ApiProc], *, kills: int, every_s: float,
+           down_s: float, clients: int) -> dict[str, Any]:
+    """SIGKILL the API ``kills`` times, ``every_s`` apart, while ``clients`` threads submit jobs
+    (each carries its own id as its first argument); restart it after ``down_s``.
+
+    Each submission ends acknowledged (2xx), answered otherwise (a status), refused (no
+    connection: nothing was sent) or indeterminate (sent, no answer: the kill came mid-request).
+    Afterwards every queue entry is read back by its id."""
+    outcomes: dict[str, str] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    holder = [start_api()]
+
+    def submit_loop() -> None:
+        while not stop.is_set():
+            url = holder[0].url
+            with httpx.Client(base_url=url, headers=_headers(), timeout=CLIENT_TIMEOUT_S) as c:
+                while not stop.is_set():
+                    uid = new_jid()
+                    try:
+                        resp = c.post("/api/v1/jobs", json={"type": "work", "args": [uid, 1]})
+                        kind = "acknowledged" if resp.is_success else str(resp.status_code)
+                    except httpx.ConnectError:
+                        kind = "refused"
+                    except httpx.HTTPError:
+                        kind = "indeterminate"
+                    with lock:
+                        outcomes[uid] = kind
+                    if kind in ("refused", "indeterminate"):
+                        time.sleep(0.02)
+                        break  # a new connection for the next one
+
+    threads = [threading.Thread(target=submit_loop, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    back_s: list[float] = []
+    try:
+        for _ in range(kills):
+            time.sleep(every_s)
+            holder[0].kill()
+            time.sleep(down_s)
+            restarted = time.monotonic()
+            holder[0] = start_api()  # returns once /healthz answers
+            back_s.append(time.monotonic() - restarted)
+        time.sleep(every_s)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(CLIENT_TIMEOUT_S + 5)
+        holder[0].close()
+    stored: Counter[str] = Counter()
+    jids: set[str] = set()
+    for raw in rig.r.lrange("queue:default", 0, -1):
+        job = orjson.loads(raw)
+        stored[job["args"][0]] += 1
+        jids.add(job["jid"])
+    records = {key.decode().removeprefix("conveyor:job:")
+               for key in rig.r.scan_iter("conveyor:job:*", count=1000)}
+    kinds = Counter(outcomes.values())
+    acknowledged = {u for u, k in outcomes.items() if k == "acknowledged"}
+    indeterminate = {u for u, k in outcomes.items() if k == "indeterminate"}
+    return {"scenario": "api_kill", "kills": kills, "every_s": every_s, "down_s": down_s,
+            "clients": clients, "submissions": len(outcomes), "outcomes": dict(kinds),
+            "lost": len(acknowledged - set(stored)),
+            "duplicated": sum(1 for n in stored.values() if n > 1),
+            "unexpected": len(set(stored) - set(outcomes)),
+            "refused_stored": sum(1 for u, k in outcomes.items()
+                                  if k == "refused" and u in stored),
+            "indeterminate_stored": len(indeterminate & set(stored)),
+            "records_without_queue_entry": len(records - jids),
+            "restart_to_serving_s_max": round(max(back_s), 2) if back_s else None}
