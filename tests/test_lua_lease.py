@@ -168,3 +168,25 @@ def test_renew_moves_the_expiry_forward(broker: SyncBroker, redis_sync: redis.Re
     lease_ms = broker.settings.lease_ttl_s * 1000
     assert now_ms < expiry_ms <= now_ms + lease_ms
     assert snapshot(redis_sync) == LEASED
+
+
+def test_a_worker_registers_on_a_redis_over_its_maxmemory() -> None:
+    # a full Redis is drained by workers, so one must be able to start there (register.lua runs
+    # with allow-oom); a plain write of the same kind is refused
+    from redis_server import RedisServer
+
+    with RedisServer() as server:
+        r = server.client()
+        r.set("filler", "x" * 200_000)
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", int(r.info("memory")["used_memory"]) - 50_000)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            r.hset("conveyor:worker-info", W, "{}")
+        b = SyncBroker(server.url)
+        try:
+            b.register(W, b'{"queues":["default"]}')
+            assert r.zscore(b.keys.leases, W) is not None
+            assert r.hget(b.keys.worker_info, W) == b'{"queues":["default"]}'
+        finally:
+            b.close()
+            r.close()

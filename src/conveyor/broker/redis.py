@@ -418,9 +418,8 @@ class SyncBroker:
         return self._run(name, keys, args)
 
     def register(self, wid: str, info: bytes) -> None:
-        self.redis.hset(self.keys.worker_info, wid, info)
-        self._run("register", [self.keys.leases, self.keys.workers],
-                  [wid, int(self.settings.lease_ttl_s * 1000)])
+        self._run("register", [self.keys.leases, self.keys.workers, self.keys.worker_info],
+                  [wid, int(self.settings.lease_ttl_s * 1000), info])
 
     def renew(self, wid: str) -> bool:
         return bool(self._run("renew", [self.keys.leases],
