@@ -106,14 +106,23 @@ def _check_waitaof_reply(reply: Any, settings: Settings, url: str) -> None:
                          "they are enqueued, but a Redis crash now could lose them")
 
 
-def _aof_problem(server_info: dict[str, Any], probe_error: Exception | None) -> str | None:
-    """Why WAITAOF cannot confirm enqueues on this Redis, or None when it can."""
-    if probe_error is not None:
-        return (f"this Redis has no usable WAITAOF ({probe_error}); wait_aof_s needs Redis 7.2+ "
-                "or Valkey 7.2+")
-    if int(server_info.get("aof_enabled", 0)) == 0:
-        return "this Redis has appendonly off, so WAITAOF cannot confirm a write; turn it on"
-    return None
+def check_wait_aof(client: redis.Redis, url: str) -> None:
+    """Raise BrokerError unless WAITAOF can confirm writes on this Redis: checked before the
+    first enqueue with ``wait_aof_s``, so a Redis that cannot confirm refuses jobs instead of
+    taking them and failing each enqueue after the fact."""
+    problem = None
+    try:
+        try:
+            client.execute_command("WAITAOF", 0, 0, 0)  # returns at once, AOF on or off
+        except redis.ResponseError as exc:
+            problem = (f"this Redis has no usable WAITAOF ({exc}); wait_aof_s needs Redis 7.2+ "
+                       "or Valkey 7.2+")
+        if problem is None and int(client.info("persistence").get("aof_enabled", 0)) == 0:
+            problem = "this Redis has appendonly off, so WAITAOF cannot confirm a write; turn it on"
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise BrokerError(f"cannot reach Redis at {url}: {exc}") from exc
+    if problem:
+        raise BrokerError(f"wait_aof_s is set, but {problem} (Redis at {url})")
 
 
 def _connection_kwargs(settings: Settings, blocking_s: float = 0.0) -> dict[str, Any]:
@@ -259,23 +268,10 @@ class SyncBroker:
         self.redis.close()
 
     def _ensure_aof(self) -> None:
-        """With ``wait_aof_s``: check once, before the first enqueue, that WAITAOF can confirm
-        writes here (so a misconfigured Redis refuses jobs instead of taking them and failing)."""
-        if self._aof_checked:
-            return
-        probe_error: Exception | None = None
-        try:
-            try:
-                self.redis.execute_command("WAITAOF", 0, 0, 0)
-            except redis.ResponseError as exc:
-                probe_error = exc
-            persistence = self.redis.info("persistence")
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
-        problem = _aof_problem(persistence, probe_error)
-        if problem:
-            raise BrokerError(f"wait_aof_s is set, but {problem} (Redis at {self.url})")
-        self._aof_checked = True
+        """With ``wait_aof_s``: once, before the first enqueue (see ``check_wait_aof``)."""
+        if not self._aof_checked:
+            check_wait_aof(self.redis, self.url)
+            self._aof_checked = True
 
     def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         try:
@@ -497,21 +493,14 @@ class AsyncBroker:
         self._aof_checked = False
 
     async def _ensure_aof(self) -> None:
-        """As ``SyncBroker._ensure_aof``: once, before the first enqueue with ``wait_aof_s``."""
+        """As ``SyncBroker._ensure_aof``, on a short-lived connection of its own."""
         if self._aof_checked:
             return
-        probe_error: Exception | None = None
+        client = redis.Redis.from_url(self.url, **_connection_kwargs(self.settings))
         try:
-            try:
-                await self.redis.execute_command("WAITAOF", 0, 0, 0)
-            except redis.ResponseError as exc:
-                probe_error = exc
-            persistence = await self.redis.info("persistence")
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise BrokerError(f"cannot reach Redis at {self.url}: {exc}") from exc
-        problem = _aof_problem(persistence, probe_error)
-        if problem:
-            raise BrokerError(f"wait_aof_s is set, but {problem} (Redis at {self.url})")
+            await asyncio.to_thread(check_wait_aof, client, self.url)
+        finally:
+            client.close()
         self._aof_checked = True
 
     async def close(self) -> None:
