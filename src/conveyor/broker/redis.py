@@ -3,6 +3,10 @@ async for the worker), sharing the argument building so both speak to the script
 
 Every operation that moves a job is one Lua script (see ``scripts/``); plain reads are plain
 commands. Nothing here decides policy (retry or not, how long to wait): callers do.
+
+Past 600 lines on purpose: the two classes are one API in two calling styles, and they share
+the argument building (``_Args``), the reply parsing and the WAITAOF handling kept above them;
+split by style, every script's call would live in two files.
 """
 
 from __future__ import annotations

@@ -20,10 +20,6 @@ renewal must run before any job can block the loop), then the other executors (t
 one starts its watchdog thread), duties and finally the fetch loop. Stop order is the reverse:
 stop fetching, let running jobs finish within the grace period, flush acks, hand back what is
 left, then stop the heartbeat and unregister.
-
-This module is one piece past 600 lines because fetching, running, acknowledging, failing and
-reconciling all read and write the same in-flight bookkeeping (``running``, the ack batch, the
-tokens being flushed or settled); split across modules that state would have no single owner.
 """
 
 from __future__ import annotations
