@@ -85,17 +85,21 @@ class StartedJob:
 def test_the_window_forgets_runs_older_than_a_minute() -> None:
     clock, wall = FakeClock(), FakeClock(2_000_000_000.0)
     summary = RunSummary(clock=clock, wall_clock=wall)
-    summary.job_started(StartedJob({"enqueued_at": wall.now - 2.0}), None)
-    for _ in range(9):
-        summary.job_finished(None, None, RunOutcome(0.01), "completed")
-    summary.job_finished(None, None, RunOutcome(3.0), "dead")
+    summary.job_finished(StartedJob({"enqueued_at": wall.now - 2.0}), None, RunOutcome(0.5),
+                         "completed")
+    for _ in range(8):
+        summary.job_finished(StartedJob(), None, RunOutcome(0.01), "completed")
+    summary.job_finished(StartedJob(), None, RunOutcome(3.0), "dead")
     summary.job_dead_lettered("default", "MalformedJob")
     first = summary.wire()
     assert first["outcomes"] == {"completed": 9, "dead": 1}
     assert first["dead_lettered"] == {"MalformedJob": 1}
     assert sum(n for _, n in first["run"]) == 10 and sum(n for _, n in first["wait"]) == 1
+    # the wait ends where the run began: finished now, after 0.5 s of a job enqueued 2 s ago
+    wait = latency.quantile({i: n for i, n in first["wait"]}, 0.5)
+    assert wait is not None and 1.5 / HALF_BUCKET <= wait <= 1.5 * HALF_BUCKET
     clock.now += 30
-    summary.job_finished(None, None, RunOutcome(0.5), "retry")
+    summary.job_finished(StartedJob(), None, RunOutcome(0.5), "retry")
     assert summary.wire()["outcomes"] == {"completed": 9, "dead": 1, "retry": 1}
     clock.now += latency.WINDOW_S - 5  # the first slice is older than the window now
     late = summary.wire()
@@ -109,9 +113,9 @@ def test_merge_adds_workers_and_skips_what_it_cannot_read() -> None:
     clock = FakeClock()
     a, b = RunSummary(clock=clock), RunSummary(clock=clock)
     for _ in range(99):
-        a.job_finished(None, None, RunOutcome(0.01), "completed")
-    b.job_finished(None, None, RunOutcome(10.0), "completed")
-    b.job_finished(None, None, RunOutcome(10.0), "completed")
+        a.job_finished(StartedJob(), None, RunOutcome(0.01), "completed")
+    b.job_finished(StartedJob(), None, RunOutcome(10.0), "completed")
+    b.job_finished(StartedJob(), None, RunOutcome(10.0), "completed")
     bad = [{"layout": "other"}, "not a dict", {"layout": latency.LAYOUT, "run": [[999, 5],
                                                                                  [3, -1], "x"]}]
     merged = latency.merge([a.wire(), b.wire(), *bad])

@@ -128,6 +128,9 @@ def seed_two(r: redis.Redis, b: SyncBroker) -> None:
     r.lpush("queue:default", job("a"), job("b"))  # a is oldest (tail)
 
 
+NESTED_JID = (b'{"class":"T","args":[{"k":1,"jid":"fake","created_at":1,"enqueued_at":2}],'
+              b'"jid":"real","retry":true,"queue":"default","enqueued_at":1795320861.5}')
+
 FETCH = [
     Case("a worker without a lease is refused",
          lambda r, b: r.lpush("queue:default", job("a")),
@@ -144,6 +147,32 @@ FETCH = [
           f"conveyor:inflight:{W}": {"hash": {"1": ["default", parsed(job("a"))]}},
           "conveyor:job:a": {"hash": {"attempts": "1", "class": "T", "queue": "default",
                                       "started_at": "<ts>", "state": "active", "worker": W}}}),
+    Case("a job with a status record keeps its class, and its attempts go up by one",
+         lambda r, b: (seed_two(r, b), r.hset("conveyor:job:a", mapping={
+             "state": "enqueued", "class": "Recorded", "attempts": "2"})),
+         lambda b: [f.token for f in b.fetch(W, ["default"], 1) or []],
+         ["1"],
+         {**LEASED,
+          "queue:default": {"list": [parsed(job("b"))]},
+          "conveyor:token": {"string": "1"},
+          f"conveyor:inflight:{W}": {"hash": {"1": ["default", parsed(job("a"))]}},
+          "conveyor:job:a": {"hash": {"attempts": "3", "class": "Recorded", "queue": "default",
+                                      "started_at": "<ts>", "state": "active", "worker": W}}}),
+    # The jid is read from the job's tail where Conveyor writes it (fetch.lua): a job whose
+    # tail is another shape, with a look-alike nested in its arguments, is decoded instead.
+    Case("the jid of a job in another key order is its top-level one",
+         lambda r, b: (lease(r, b), r.lpush("queue:default", NESTED_JID)),
+         lambda b: [f.raw for f in b.fetch(W, ["default"], 1) or []],
+         [NESTED_JID],
+         {**LEASED,
+          "conveyor:token": {"string": "1"},
+          f"conveyor:inflight:{W}": {"hash": {"1": ["default", {
+              "class": "T", "args": [{"k": 1, "jid": "fake", "created_at": "<ts>",
+                                      "enqueued_at": "<ts>"}],
+              "jid": "real", "retry": True, "queue": "default", "enqueued_at": "<ts>"}]}},
+          "conveyor:job:real": {"hash": {"attempts": "1", "class": "T", "queue": "default",
+                                         "started_at": "<ts>", "state": "active",
+                                         "worker": W}}}),
     Case("a paused queue is skipped",
          lambda r, b: (seed_two(r, b), r.sadd("conveyor:paused", "default")),
          lambda b: b.fetch(W, ["default"], 5),

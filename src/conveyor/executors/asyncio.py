@@ -117,9 +117,11 @@ class AsyncioExecutor(Executor):
         self._running: dict[str, asyncio.Task[Any]] = {}  # key -> the task the job runs in
         self._cancel_requested: set[str] = set()
         self._watch: _LoopWatch | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        self._watch = WATCHDOG.watch(asyncio.get_running_loop(), self.blocked_warning_s)
+        self._loop = asyncio.get_running_loop()
+        self._watch = WATCHDOG.watch(self._loop, self.blocked_warning_s)
 
     async def run(self, task: Task) -> Outcome:
         if self._watch is None:
@@ -138,7 +140,8 @@ class AsyncioExecutor(Executor):
             fn = self.functions.get(task.name)
             if fn is None or (key and key in self._cancel_requested):
                 return self._record(self._refused(task, started, queued))
-            me = asyncio.current_task()
+            # given the loop, current_task skips get_running_loop (a getpid call on 3.11)
+            me = asyncio.current_task(self._loop)
             if key and me is not None:
                 self._running[key] = me
             token = current_task_context.set(task.context)

@@ -1,9 +1,10 @@
 """Observers of job runs: metrics, tracing and job logs hook in here, nowhere else.
 
-An observer has ``job_started(job, spec)`` and ``job_finished(job, spec, outcome, result)``
-(``result`` is completed, retry, dead, discard or cancelled); it may also have ``bind(worker)``,
-called once when the worker is built (a metrics collector reads the worker's slots from it),
-and ``job_dead_lettered(queue, reason)``, called when a job goes to the dead set without running
+An observer has ``job_finished(job, spec, outcome, result)`` (``result`` is completed, retry,
+dead, discard or cancelled) and may have ``job_started(job, spec)`` (the run summary has none:
+a call less per job); it may also have ``bind(worker)``, called once when the worker is built
+(a metrics collector reads the worker's slots from it), and ``job_dead_lettered(queue, reason)``,
+called when a job goes to the dead set without running
 (``reason`` is ``MalformedJob`` or ``UnknownJobType``).
 Both calls happen in the job's own task, so an observer may set context (a trace span) in
 ``job_started`` and undo it in ``job_finished``. An observer that raises is logged and
@@ -20,8 +21,6 @@ log = logging.getLogger("conveyor.worker")
 
 
 class JobObserver(Protocol):
-    def job_started(self, job: Any, spec: Any) -> None: ...
-
     def job_finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None: ...
 
 
@@ -34,8 +33,9 @@ class Observers:
             bind = getattr(o, "bind", None)
             if bind is not None:
                 bind(worker)
-        # bound methods, looked up once: these run twice per job
-        self._started = tuple((o, o.job_started) for o in self.observers)
+        # bound methods, looked up once: these run for every job
+        self._started = tuple((o, o.job_started) for o in self.observers
+                              if hasattr(o, "job_started"))
         self._finished = tuple((o, o.job_finished) for o in reversed(self.observers))
 
     def __bool__(self) -> bool:

@@ -341,7 +341,12 @@ class Worker:
                     free = self.concurrency - len(self.running) - len(fetched)
                     if free >= refill and not self.quiet and not self._reconcile_needed:
                         ahead = asyncio.create_task(self._fetch(free))
-                        await asyncio.sleep(0)  # one turn of the loop: the task sends the fetch
+                        # two turns of the loop: one for the task to reach the socket write,
+                        # which redis-py (with a socket timeout) runs in a task of its own
+                        # (asyncio.wait_for), one for that write; with one turn the fetch left
+                        # only after these jobs were started, 4-6 ms later per 1,000 jobs
+                        await asyncio.sleep(0)
+                        await asyncio.sleep(0)
                     for f in fetched:
                         self._start(f)
                     continue

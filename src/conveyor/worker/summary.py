@@ -5,7 +5,8 @@ Every worker has one, whatever its flags, so ``conveyor top``, the dashboard and
 scraping each worker. It records, per ``latency.SLICE_S`` slice of the last ``latency.WINDOW_S``:
 
 * the run time of each finished run (any outcome, like ``conveyor_job_duration_seconds``);
-* the wait from ``enqueued_at`` to the start of each run (like ``conveyor_job_wait_seconds``);
+* the wait from ``enqueued_at`` to the start of each run (like ``conveyor_job_wait_seconds``),
+  counted when the run ends;
 * runs by outcome, and jobs dead-lettered without running by reason.
 
 Observer calls come from the worker's loop and :meth:`wire` from the heartbeat thread, hence
@@ -36,30 +37,26 @@ class RunSummary:
         self._slice: latency.Slice | None = None
         self._slice_begins = self._slice_ends = 0.0  # clock times self._slice is current in
 
-    def job_started(self, job: Any, spec: Any) -> None:
-        # Twice per job on the worker's loop, so the common cases are inlined: a float
-        # ``enqueued_at`` and a slice that is still current.
-        value = job.data.get("enqueued_at")
-        enqueued = value if type(value) is float else latency.enqueued_seconds(job.data)
-        if enqueued is None:
-            return
-        wait = self.wall_clock() - enqueued
-        index = latency.bucket_of(wait) if wait > latency.MIN_S else 0
-        with self._lock:
-            s = self._slice
-            if s is None or not self._slice_begins <= self.clock() < self._slice_ends:
-                s = self._current()
-            s.wait[index] = s.wait.get(index, 0) + 1
-
     def job_finished(self, job: Any, spec: Any, outcome: Any, result: str) -> None:
+        # Once per job on the worker's loop (the wait is counted here too, not at the start: one
+        # call instead of two), so the common cases are inlined: a float ``enqueued_at`` and a
+        # slice that is still current. The run started ``duration_s`` before now.
         duration = outcome.duration_s
         index = latency.bucket_of(duration) if duration > latency.MIN_S else 0
+        value = job.data.get("enqueued_at")
+        enqueued = value if type(value) is float else latency.enqueued_seconds(job.data)
+        wait_index = -1
+        if enqueued is not None:
+            wait = self.wall_clock() - duration - enqueued
+            wait_index = latency.bucket_of(wait) if wait > latency.MIN_S else 0
         with self._lock:
             s = self._slice
             if s is None or not self._slice_begins <= self.clock() < self._slice_ends:
                 s = self._current()
             s.run[index] = s.run.get(index, 0) + 1
             s.outcomes[result] = s.outcomes.get(result, 0) + 1
+            if wait_index >= 0:
+                s.wait[wait_index] = s.wait.get(wait_index, 0) + 1
 
     def job_dead_lettered(self, queue: str, reason: str) -> None:
         with self._lock:

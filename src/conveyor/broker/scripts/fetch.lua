@@ -40,25 +40,52 @@ local run_queue, run_count_at = nil, 0
 local taken = 0
 local nqueues = (#KEYS - 4) / 2
 
-local function take(queue, raw)
+-- The jid without decoding the job, where Conveyor wrote it: a job's last members are
+-- ,"jid":"<id>","created_at":<n>,"enqueued_at":<n>} (client.py). In valid JSON a ," cannot be
+-- inside a string, so that tail is made of top-level members. Other jobs are decoded.
+local TAIL_MAX = 200  -- bytes from the end where that tail starts, at most
+local function tail_jid(raw)
+  local at = string.find(raw, ',"jid":"', math.max(1, #raw - TAIL_MAX), true)
+  if at then
+    return string.match(raw,
+      '^,"jid":"([^"\\]+)","created_at":[%d%.eE%+%-]+,"enqueued_at":[%d%.eE%+%-]+}$', at)
+  end
+end
+
+local function decoded(raw)
   local ok, job = pcall(cjson.decode, raw)
-  local jid = nil
-  if ok and type(job) == 'table' and type(job['jid']) == 'string' then
-    jid = job['jid']
+  if ok and type(job) == 'table' then return job end
+end
+
+local function take(queue, raw)
+  local job = nil
+  local jid = tail_jid(raw)
+  if not jid then
+    job = decoded(raw)
+    jid = job and type(job['jid']) == 'string' and job['jid'] or nil
   end
   if jid then
     local skey = sprefix .. jid
-    if redis.call('HGET', skey, 'state') == 'cancelled' then
+    -- one read for the cancelled check, the attempt count and the unique lock (what
+    -- flow_event(skey, jid, 'started') would read)
+    local f = redis.call('HMGET', skey, 'state', 'attempts', 'unique_key', 'unique_scope')
+    if f[1] == 'cancelled' then
       redis.call('HSET', skey, 'finished_at', now_s)
       flow_event(skey, jid, 'cancelled', now_s)
       return
     end
-    local cls = (ok and type(job['class']) == 'string') and job['class'] or ''
-    redis.call('HSET', skey, 'state', 'active', 'started_at', now_s, 'worker', wid,
-      'queue', queue, 'class', cls)
-    redis.call('HINCRBY', skey, 'attempts', 1)
+    local attempts = (tonumber(f[2]) or 0) + 1
+    if f[1] then  -- the record has the job's class
+      redis.call('HSET', skey, 'state', 'active', 'started_at', now_s, 'worker', wid,
+        'queue', queue, 'attempts', attempts)
+    else  -- a job enqueued without one (by Sidekiq): the record starts here
+      job = job or decoded(raw)
+      local cls = job and type(job['class']) == 'string' and job['class'] or ''
+      redis.call('HSET', skey, 'state', 'active', 'started_at', now_s, 'worker', wid,
+        'queue', queue, 'class', cls, 'attempts', attempts)
+    end
     redis.call('EXPIRE', skey, ttl)
-    flow_event(skey, jid, 'started', now_s)
+    if f[3] then unique_release(f[3], f[4], jid, 'started') end
   end
   if queue ~= run_queue then
     out[#out + 1] = queue
