@@ -28,13 +28,24 @@ VOLATILE = (b"stat:",)
 
 
 def routes(rig: Rig) -> list[tuple[str, str]]:
-    """(method, path) of every route, walked from the app's router."""
+    """(method, path) of every route, walked from the app's router.
+
+    The router is built for an app of its own on the rig's Redis: ``create_app`` resolves its
+    app's Redis at once, and ``chaos_app.app`` has no Redis URL in this process (only the
+    worker and API processes get ``CONVEYOR_REDIS_URL``), so it would start the embedded server
+    in the working directory (the checkout's ``.conveyor``) and leave it running. The routes
+    do not depend on the app's job types.
+    """
+    from conveyor import App
     from conveyor.api.app import create_app
     from conveyor.api.config import ApiConfig
+    from conveyor.settings import Settings
 
-    from ..chaos_app import app
-
-    asgi = create_app(ApiConfig(insecure_local=True), app)
+    app = App(settings=Settings(redis_url=rig.url))
+    try:
+        asgi = create_app(ApiConfig(insecure_local=True), app)
+    finally:
+        app.close()
 
     def walk(items: list[Any]) -> list[tuple[str, str]]:
         out = []
