@@ -163,11 +163,14 @@ class AsyncioExecutor(Executor):
                 self._cancel_requested.discard(key)
                 if me is not None and me.cancelling():
                     me.uncancel()
-            return self._record(Outcome.success(value, time.monotonic() - started, queued))
+            self._stats.completed += 1  # _record's success case
+            self._stats.queued_s_total += queued
+            return Outcome.success(value, time.monotonic() - started, queued)
         finally:
             self._stats.in_flight -= 1
             self._free += 1
-            self._wake_one()
+            if self._waiting:
+                self._wake_one()
 
     def _refused(self, task: Task, started: float, queued: float) -> Outcome:
         """A task cancelled before it started, or one whose function is not registered."""

@@ -59,7 +59,7 @@ class Outcome:
 
     @classmethod
     def success(cls, value: Any, duration_s: float = 0.0, queued_s: float = 0.0) -> Outcome:
-        return cls(ok=True, value=value, duration_s=duration_s, queued_s=queued_s)
+        return cls(True, value, None, "", "", [], duration_s, queued_s)  # positional: per job
 
     @classmethod
     def failure(

@@ -36,6 +36,7 @@ class Observers:
         # bound methods, looked up once: these run for every job
         self._started = tuple((o, o.job_started) for o in self.observers
                               if hasattr(o, "job_started"))
+        self.on_start = bool(self._started)  # False: the worker skips the started() call
         self._finished = tuple((o, o.job_finished) for o in reversed(self.observers))
 
     def __bool__(self) -> bool:

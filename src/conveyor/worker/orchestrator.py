@@ -482,14 +482,17 @@ class Worker:
         spec = call.spec
         outcome: Outcome | None = None
         result = "completed"
+        jid = job.jid
         try:  # everything inside: whatever raises, the slot is freed (issue 9, scenario 8)
-            ctx = JobContext(job.jid, job.name, job.queue, job.attempt, job.data, False,
+            ctx = JobContext(jid, job.name, job.queue, job.attempt, job.data, False,
                              self._report)
-            self.contexts[ctx.jid] = ctx
+            self.contexts[jid] = ctx
             timeout = job.data.get("timeout") or spec.timeout
-            task = Task(spec.name, call.args, call.kwargs, timeout, ctx.jid, ctx)
-            self.observers.started(job, spec)
-            kind = self.queue_executors.get(job.queue) or spec.executor_kind
+            task = Task(spec.name, call.args, call.kwargs, timeout, jid, ctx)
+            if self.observers.on_start:
+                self.observers.started(job, spec)
+            kind = ((self.queue_executors and self.queue_executors.get(job.queue))
+                    or spec.executor_kind)
             executor = self.executors.get(kind) or await self._executor_for(kind)
             outcome = await executor.run(task)
             if outcome.ok:
@@ -499,7 +502,7 @@ class Worker:
             return outcome
         finally:
             self.running.pop(job.token, None)
-            self.contexts.pop(job.jid, None)
+            self.contexts.pop(jid, None)
             self._slot_free.set()
             if outcome is not None:
                 self.observers.finished(job, spec, outcome, result)
