@@ -57,6 +57,21 @@ def test_bucket_edges_and_extremes() -> None:
     assert latency.quantile({0: 3}, 0.99) == latency.MIN_S
 
 
+@given(st.floats(min_value=latency.MIN_S, max_value=latency.MAX_S, exclude_min=True,
+                 exclude_max=True))
+def test_a_duration_lands_in_the_bucket_whose_bounds_hold_it(seconds: float) -> None:
+    low, high = latency.bucket_bounds(latency.bucket_of(seconds))
+    assert low <= seconds < high
+
+
+def test_a_bucket_starts_at_its_lower_bound() -> None:
+    assert latency.bucket_of(math.nextafter(latency.MIN_S, 1.0)) == 1  # MIN_S itself: bucket 0
+    for index in range(2, latency.BUCKET_COUNT):
+        low = latency.bucket_bounds(index)[0]
+        assert latency.bucket_of(low) == index
+        assert latency.bucket_of(math.nextafter(low, 0.0)) == index - 1
+
+
 def test_enqueued_at_in_seconds_or_sidekiq_8_milliseconds() -> None:
     assert latency.enqueued_seconds({"enqueued_at": 1_700_000_000.5}) == 1_700_000_000.5
     assert latency.enqueued_seconds({"enqueued_at": 1_700_000_000_500}) == 1_700_000_000.5

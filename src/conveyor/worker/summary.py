@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
 from .. import latency
+
+BOUNDS, MIN_S = latency.LOWER_BOUNDS, latency.MIN_S
 
 
 class RunSummary:
@@ -42,13 +45,13 @@ class RunSummary:
         # call instead of two), so the common cases are inlined: a float ``enqueued_at`` and a
         # slice that is still current. The run started ``duration_s`` before now.
         duration = outcome.duration_s
-        index = latency.bucket_of(duration) if duration > latency.MIN_S else 0
+        index = bisect_right(BOUNDS, duration) if duration > MIN_S else 0  # bucket_of
         value = job.data.get("enqueued_at")
         enqueued = value if type(value) is float else latency.enqueued_seconds(job.data)
         wait_index = -1
         if enqueued is not None:
             wait = self.wall_clock() - duration - enqueued
-            wait_index = latency.bucket_of(wait) if wait > latency.MIN_S else 0
+            wait_index = bisect_right(BOUNDS, wait) if wait > MIN_S else 0
         with self._lock:
             s = self._slice
             if s is None or not self._slice_begins <= self.clock() < self._slice_ends:
