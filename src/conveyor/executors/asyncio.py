@@ -76,6 +76,8 @@ STALL_S = 0.25  # no stamp for this long: the loop is blocked
 WATCHDOG_INTERVAL_S = 0.1  # how often the watchdog thread looks at the loops
 BLOCKED_WARNING_S = 1.0  # default: warn when the loop is blocked this long
 INTERRUPT_REPEAT_S = 1.0  # a job that swallowed its interrupt gets another one this much later
+INJECT_TRIES = 20  # looks for a safe moment per watchdog round (a loop on another thread)
+INJECT_RETRY_S = 0.002
 MAX_STACK_FRAMES = 40  # frames of the blocking stack shown in the warning
 INTERRUPT_SIGNAL = getattr(signal, "SIGRTMIN", signal.SIGUSR2) + (
     7 if hasattr(signal, "SIGRTMIN") else 0)
@@ -404,8 +406,8 @@ class _Watchdog:
             if deadline is not None and now >= deadline and now - last >= INTERRUPT_REPEAT_S:
                 if w.on_main_thread:
                     signal.pthread_kill(w.thread_id, INTERRUPT_SIGNAL)
-                elif not _inject(w.thread_id, task, top):
-                    return  # not a safe moment: look again on the next round
+                elif not _inject_soon(w.thread_id, task):
+                    return  # no safe moment: look again on the next round
                 w.interrupted[id(task)] = now
                 return
 
@@ -420,6 +422,21 @@ def _warn_blocked(stalled_s: float, top: types.FrameType, jobs: list[Task]) -> N
     log.warning("the event loop has been blocked for %.1fs %s; every other job on it waits "
                 "(move blocking code to the thread or process executor). Its stack:\n%s",
                 stalled_s, who, "".join(lines).rstrip())
+
+
+def _inject_soon(thread_id: int, task: Task) -> bool:
+    """:func:`_inject` at the first safe moment within ``INJECT_TRIES`` looks, sleeping
+    ``INJECT_RETRY_S`` between them so the loop thread runs on to another bytecode: a busy job
+    that calls C functions in its loop is often found right after a call, where injecting is
+    refused, and one look per round let it run many seconds past its deadline."""
+    for _ in range(INJECT_TRIES):
+        top = sys._current_frames().get(thread_id)
+        if top is None or all(t is not task for t, _ in _jobs_on(top)):
+            return False  # the job is no longer running on that thread
+        if _inject(thread_id, task, top):
+            return True
+        time.sleep(INJECT_RETRY_S)
+    return False
 
 
 def _inject(thread_id: int, task: Task, top: types.FrameType) -> bool:
