@@ -145,6 +145,15 @@ def profiled(out: str) -> PeerSpec:
     return dataclasses.replace(spec, worker=argv)
 
 
+def floor() -> PeerSpec:
+    """The conveyor peer's jobs and client, drained by ``floor_worker.py`` instead of Conveyor."""
+
+    def argv(_bin: Path, c: int, _url: str) -> list[str]:
+        return [sys.executable, str(HERE / "floor_worker.py"), str(c)]
+
+    return dataclasses.replace(SPECS["conveyor"], worker=argv)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
@@ -153,6 +162,9 @@ def main() -> None:
     ap.add_argument("--src", type=Path, action="append", default=[],
                     help="run the worker on this copy of src/ (e.g. an older commit, from "
                          "`git archive`); repeat to interleave several copies")
+    ap.add_argument("--floor", action="store_true",
+                    help="also run floor_worker.py (pop, decode, a task per job, nothing else), "
+                         "interleaved: the ceiling on this machine")
     ap.add_argument("--py-spy", type=Path, metavar="PREFIX",
                     help="record each worker with py-spy (raw stacks to PREFIX-<shape>-<i>.txt)")
     args = ap.parse_args()
@@ -166,14 +178,15 @@ def main() -> None:
             client.config_set("maxclients", MAX_CLIENTS)
         env = Env(server.url, server.pid or 0, r, marks_server.url, m, logs, TIMEOUT_S)
         best: dict[str, dict[str, float]] = {}
-        trees = args.src or [ROOT / "src"]
+        trees: list[Path | None] = [*(args.src or [ROOT / "src"]), *([None] if args.floor else [])]
         for i in range(args.repeat):  # interleaved, so a change of load hits every variant
             for shape, tree in itertools.product(shapes, trees):
-                runner = SourceRunner(env, SPECS["conveyor"], Path(sys.executable), tree)
-                if args.py_spy:
+                runner = SourceRunner(env, SPECS["conveyor"] if tree else floor(),
+                                      Path(sys.executable), tree or ROOT / "src")
+                if args.py_spy and tree:
                     runner.spec = profiled(f"{args.py_spy}-{shape}-{i + 1}.txt")
                 res = one(runner, SHAPES[shape])
-                label = shape if len(trees) == 1 else f"{shape} {tree}"
+                label = shape if len(trees) == 1 else f"{shape} {tree or 'floor'}"
                 print(f"  {label} #{i + 1}: {res['efficiency']:.1%} of ideal from the first "
                       f"start ({res['n']:,} jobs in {res['took_s']:.3f} s, {res['per_s']:,.0f}/s)"
                       f", {res['efficiency_from_fetch']:.1%} from the first fetch "
@@ -185,7 +198,8 @@ def main() -> None:
                       f"{res['load_before']:.2f} -> {res['load_after']:.2f}", flush=True)
                 if args.json:
                     with args.json.open("a") as f:
-                        f.write(json.dumps({"shape": shape, "src": str(tree), "commit": commit(),
+                        f.write(json.dumps({"shape": shape, "src": str(tree or "floor_worker.py"),
+                                            "commit": commit(),
                                             **res}) + "\n")
                 if label not in best or res["efficiency"] > best[label]["efficiency"]:
                     best[label] = res
