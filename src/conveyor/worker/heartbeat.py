@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,24 +41,33 @@ log = logging.getLogger("conveyor.heartbeat")
 DAILY_STAT_TTL_S = 5 * 365 * 24 * 3600  # Sidekiq keeps daily counters five years
 
 
-@dataclass
+@dataclass(slots=True)
 class Counters:
-    """Processed/failed counts since the last flush; updated by the loop, drained here."""
+    """Processed/failed counts for Sidekiq's stats, without a lock: the worker's loop only adds
+    to the totals (once per job finished), the heartbeat thread only moves its marks of what
+    it has published, and each side reads whole ints. A job counted between the two reads of
+    :meth:`take` is published a beat later."""
 
     processed: int = 0
     failed: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    taken_processed: int = 0
+    taken_failed: int = 0
 
     def add(self, processed: int, failed: int) -> None:
-        with self.lock:
-            self.processed += processed
-            self.failed += failed
+        self.processed += processed
+        self.failed += failed
 
     def take(self) -> tuple[int, int]:
-        with self.lock:
-            p, f = self.processed, self.failed
-            self.processed = self.failed = 0
-            return p, f
+        """What was added since the last take (the heartbeat thread)."""
+        p, f = self.processed, self.failed
+        taken = p - self.taken_processed, f - self.taken_failed
+        self.taken_processed, self.taken_failed = p, f
+        return taken
+
+    def untake(self, processed: int, failed: int) -> None:
+        """Give back what a take returned, to publish it with the next one (the heartbeat)."""
+        self.taken_processed -= processed
+        self.taken_failed -= failed
 
 
 @dataclass
@@ -141,7 +150,7 @@ class Heartbeat:
         try:
             pipe.execute()
         except redis.RedisError:
-            self.counters.add(processed, failed)  # keep the counts for the next beat
+            self.counters.untake(processed, failed)  # publish them with the next beat
             raise
         rtt_us = int((time.perf_counter() - started) * 1e6)
         pipe = self.broker.redis.pipeline(transaction=True)
