@@ -96,11 +96,13 @@ class Gate:
         self.held = 0
 
     # --- policies --------------------------------------------------------------------------
-    def policy(self, name: str) -> FlowPolicy | None:
+    def policy(self, spec: JobSpec) -> FlowPolicy | None:
         """The policy in force for a job type, or None when it has none (a job type on a
-        sidecar with a shared breaker always has one, maybe empty)."""
-        policy = self._effective.get(name)
-        if policy is None and self._sidecar(name) is not None:
+        sidecar with a shared breaker always has one, maybe empty). Once per job started: the
+        spec in hand spares a second registry lookup for the common case."""
+        policy = self._effective.get(spec.name)
+        if (policy is None and spec.executor_kind == "http"
+                and guard_for(self.app.functions, "http") is not None):
             return EMPTY_POLICY
         return policy
 

@@ -427,7 +427,7 @@ class Worker:
             self.unknown.hold(f.queue)  # now, before any waiter blocks on the queue again
             self._spawn(self._unknown(f, job_type(job.data)), f.token)
             return
-        policy = self.gate.policy(call.spec.name)  # an ActiveJob's policy is its job_class's
+        policy = self.gate.policy(call.spec)  # an ActiveJob's policy is its job_class's
         coro: Coroutine[Any, Any, Any] = (self._execute(job, call) if policy is None
                                           else self._admit_and_execute(job, call, policy))
         self.running[job.token] = (job, self.loop.create_task(coro))
@@ -484,10 +484,11 @@ class Worker:
         result = "completed"
         jid = job.jid
         try:  # everything inside: whatever raises, the slot is freed (issue 9, scenario 8)
-            ctx = JobContext(jid, job.name, job.queue, job.attempt, job.data, False,
+            data = job.data
+            ctx = JobContext(jid, data["class"], job.queue, job.attempt, data, False,
                              self._report)
             self.contexts[jid] = ctx
-            timeout = job.data.get("timeout") or spec.timeout
+            timeout = data.get("timeout") or spec.timeout
             task = Task(spec.name, call.args, call.kwargs, timeout, jid, ctx)
             if self.observers.on_start:
                 self.observers.started(job, spec)
@@ -496,7 +497,7 @@ class Worker:
             executor = self.executors.get(kind) or await self._executor_for(kind)
             outcome = await executor.run(task)
             if outcome.ok:
-                self._ack(job, outcome)
+                self._ack(job.token, jid, outcome)
             else:
                 result = await self._fail(job, spec, outcome)
             return outcome
@@ -507,7 +508,7 @@ class Worker:
             if outcome is not None:
                 self.observers.finished(job, spec, outcome, result)
 
-    def _ack(self, job: Job, outcome: Outcome) -> None:
+    def _ack(self, token: str, jid: str, outcome: Outcome) -> None:
         result = b""
         if outcome.value is not None:
             try:
@@ -516,7 +517,7 @@ class Worker:
                 result = dumps({"unserializable_result": f"{type(exc).__name__}: {exc}"[:500]})
             if len(result) > MAX_RESULT_BYTES:
                 result = dumps({"result_too_large_bytes": len(result)})
-        self._acks.append((job.token, job.jid, result))
+        self._acks.append((token, jid, result))
         self.processed += 1
         self.counters.add(1, 0)
         if self._ack_task is None:
