@@ -1,25 +1,28 @@
 """One task on one child, from the worker's side: send the frame, await the reply or the death.
 
-Shared by the process and fork executors so that timeouts, cancellation and crashes read the
-same in both. A child that times out, is cancelled, or whose caller is cancelled is SIGKILLed
-(through the zygote); the caller then decides whether to replace it. Progress frames the child
-sends before its reply (``_child``) are handed to the task's context here, as a job in this
-process would report them (``JobContext.progress``: the status record); a report that fails is
-logged, never the job's failure.
+Shared by the process and fork executors (with their common base, ``ChildExecutor``) so that
+timeouts, cancellation and crashes read the same in both. A child that times out, is
+cancelled, or whose caller is cancelled is SIGKILLed (through the zygote); the caller then
+decides whether to replace it. Progress frames the child sends before its reply (``_child``)
+are handed to the task's context here, as a job in this process would report them
+(``JobContext.progress``: the status record); a report that fails is logged, never the job's
+failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import JobTimeout, WorkerLost
+from ..errors import ExecutorClosed, JobTimeout, WorkerLost
 from ..job import dumps, loads
 from ._wire import describe_exit, encode_frame, outcome_from_wire, read_frame_async
 from ._zygote import Child, Zygote
-from .base import Outcome, Task, cancelled_outcome
+from .base import Executor, Outcome, Task, cancelled_outcome
 
 log = logging.getLogger("conveyor.executors")
 JOB_FIELDS = ("jid", "name", "queue", "attempt")
@@ -95,3 +98,47 @@ async def _call(kind: str, zygote: Zygote, child: Child, frame: bytes, task: Tas
         return Outcome.failure(error, time.monotonic() - started, queued, []), None
     reply = loads(raw)
     return outcome_from_wire(reply, time.monotonic() - started, queued), reply
+
+
+class ChildExecutor(Executor):
+    """What the process and fork executors share: a zygote, the child running each task (by
+    task key), the tasks waiting for a child (and whether they were cancelled meanwhile), and
+    a drained event for a graceful stop."""
+
+    def __init__(self, functions: Mapping[str, Callable[..., Any]], capacity: int,
+                 zygote: Zygote) -> None:
+        super().__init__(functions, capacity)
+        self._zygote = zygote
+        self._running: dict[str, Child] = {}
+        self._waiting: dict[str, bool] = {}  # key -> cancel requested before it had a child
+        self._closed = False
+        self._drained = asyncio.Event()
+
+    def _refuse(self, task: Task) -> tuple[Outcome | None, bytes]:
+        """(the outcome of a task that cannot be sent, or None) and the frame to send."""
+        if self._closed:
+            error = ExecutorClosed(f"the {self.kind} executor is stopped")
+            return self._record(Outcome.failure(error)), b""
+        try:
+            return None, task_frame(task)
+        except Exception as exc:
+            queued = time.monotonic() - task.submitted
+            return self._record(Outcome.failure(exc, 0.0, queued, [])), b""
+
+    def cancel(self, key: str) -> bool:
+        if key in self._waiting:
+            self._waiting[key] = True
+            return True
+        child = self._running.get(key)
+        if child is None:
+            return False
+        child.cancelled = True
+        self._zygote.kill(child.pid)
+        return True
+
+    async def _close(self, grace_s: float) -> None:
+        """Refuse new tasks and give the running ones up to ``grace_s`` to finish."""
+        self._closed = True
+        if self._stats.in_flight and grace_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), grace_s)

@@ -19,36 +19,31 @@ the task's process. If the zygote itself dies, the next task forks a new one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import ExecutorClosed, WorkerLost
+from ..errors import WorkerLost
 from . import register_executor
-from ._calls import call, task_frame
+from ._calls import ChildExecutor, call
 from ._child import run_once
 from ._zygote import Child, Zygote
-from .base import Executor, Outcome, Task, cancelled_outcome
+from .base import Outcome, Task, cancelled_outcome
 
 
-class ForkExecutor(Executor):
+class ForkExecutor(ChildExecutor):
     """Each task runs in its own process, forked from a zygote; at most ``capacity`` at once."""
 
     kind = "fork"
 
     def __init__(self, functions: Mapping[str, Callable[..., Any]], capacity: int | None = None,
                  *, forks: int | None = None, init: Callable[[], Any] | None = None) -> None:
-        super().__init__(functions, forks or capacity or os.cpu_count() or 1)
         main = functools.partial(run_once, functions=functions)
-        self._zygote = Zygote(main, before_serving=init, name=self.kind)
+        super().__init__(functions, forks or capacity or os.cpu_count() or 1,
+                         Zygote(main, before_serving=init, name=self.kind))
         self._slots = asyncio.Semaphore(self.capacity)
-        self._running: dict[str, Child] = {}
-        self._waiting: dict[str, bool] = {}  # key -> cancel requested before its fork
-        self._closed = False
-        self._drained = asyncio.Event()
 
     @property
     def zygote_pid(self) -> int:
@@ -59,13 +54,9 @@ class ForkExecutor(Executor):
         await self._zygote.start()
 
     async def run(self, task: Task) -> Outcome:
-        if self._closed:
-            return self._record(Outcome.failure(ExecutorClosed("the fork executor is stopped")))
-        try:
-            frame = task_frame(task)
-        except Exception as exc:
-            queued = time.monotonic() - task.submitted
-            return self._record(Outcome.failure(exc, 0.0, queued, []))
+        refused, frame = self._refuse(task)
+        if refused is not None:
+            return refused
         key = task.key or f"_{id(task)}"
         self._waiting[key] = False
         try:
@@ -111,22 +102,8 @@ class ForkExecutor(Executor):
             self._stats.restarts += 1
             return await self._zygote.spawn({}, frame)
 
-    def cancel(self, key: str) -> bool:
-        if key in self._waiting:
-            self._waiting[key] = True
-            return True
-        child = self._running.get(key)
-        if child is None:
-            return False
-        child.cancelled = True
-        self._zygote.kill(child.pid)
-        return True
-
     async def stop(self, grace_s: float = 0.0) -> None:
-        self._closed = True
-        if self._stats.in_flight and grace_s > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), grace_s)
+        await self._close(grace_s)
         await self._zygote.stop()
 
 

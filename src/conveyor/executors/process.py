@@ -19,7 +19,6 @@ they must be in it before ``start()``. Call ``start()`` before the process start
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -27,21 +26,21 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import ConfigurationError, ExecutorClosed
+from ..errors import ConfigurationError
 from ..job import loads
 from . import register_executor
-from ._calls import call, task_frame
+from ._calls import ChildExecutor, call
 from ._child import serve
 from ._wire import read_frame_async
 from ._zygote import Child, Zygote
-from .base import Executor, Outcome, Task, cancelled_outcome
+from .base import Outcome, Task, cancelled_outcome
 
 log = logging.getLogger("conveyor.executors.process")
 RESPAWN_BACKOFF_S = 0.1  # first pause after a failed respawn, doubled up to the cap
 RESPAWN_BACKOFF_CAP_S = 5.0
 
 
-class ProcessExecutor(Executor):
+class ProcessExecutor(ChildExecutor):
     """Tasks run in a pool of ``processes`` persistent worker processes."""
 
     kind = "process"
@@ -49,19 +48,15 @@ class ProcessExecutor(Executor):
     def __init__(self, functions: Mapping[str, Callable[..., Any]], capacity: int | None = None,
                  *, processes: int | None = None, init: Callable[[], Any] | None = None,
                  max_tasks_per_child: int | None = None, max_rss_mb: float | None = None) -> None:
-        super().__init__(functions, processes or capacity or os.cpu_count() or 1)
         if max_tasks_per_child is not None and max_tasks_per_child < 1:
             raise ConfigurationError("max_tasks_per_child must be at least 1")
         main = functools.partial(serve, functions=functions, init=init,
                                  max_tasks=max_tasks_per_child, max_rss_mb=max_rss_mb)
-        self._zygote = Zygote(main, name=self.kind)
+        super().__init__(functions, processes or capacity or os.cpu_count() or 1,
+                         Zygote(main, name=self.kind))
         self._idle: asyncio.Queue[Child] = asyncio.Queue()
-        self._running: dict[str, Child] = {}
-        self._waiting: dict[str, bool] = {}  # key -> cancel requested before a worker was free
         self._children: set[Child] = set()
         self._respawns: set[asyncio.Task[None]] = set()
-        self._closed = False
-        self._drained = asyncio.Event()
 
     async def start(self) -> None:
         await self._zygote.start()
@@ -98,13 +93,9 @@ class ProcessExecutor(Executor):
         return child
 
     async def run(self, task: Task) -> Outcome:
-        if self._closed:
-            return self._record(Outcome.failure(ExecutorClosed("the process executor is stopped")))
-        try:
-            frame = task_frame(task)
-        except Exception as exc:
-            queued = time.monotonic() - task.submitted
-            return self._record(Outcome.failure(exc, 0.0, queued, []))
+        refused, frame = self._refuse(task)
+        if refused is not None:
+            return refused
         key = task.key or f"_{id(task)}"
         self._waiting[key] = False
         try:
@@ -184,22 +175,8 @@ class ProcessExecutor(Executor):
                 self._idle.put_nowait(child)
             return
 
-    def cancel(self, key: str) -> bool:
-        if key in self._waiting:
-            self._waiting[key] = True
-            return True
-        child = self._running.get(key)
-        if child is None:
-            return False
-        child.cancelled = True
-        self._zygote.kill(child.pid)
-        return True
-
     async def stop(self, grace_s: float = 0.0) -> None:
-        self._closed = True
-        if self._stats.in_flight and grace_s > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), grace_s)
+        await self._close(grace_s)
         for task in list(self._respawns):
             task.cancel()
         for child in list(self._children):
