@@ -133,13 +133,8 @@ class Heartbeat:
 
     def _publish(self, busy: dict[str, tuple[str, bytes, int]]) -> str | None:
         k = self.broker.keys
-        processed, failed = self.counters.take()
-        day = datetime.now(UTC).strftime("%Y-%m-%d")
         pipe = self.broker.redis.pipeline(transaction=True)
-        for name, n in (("processed", processed), ("failed", failed)):
-            pipe.incrby(k.stat(name), n)
-            pipe.incrby(k.stat(name, day), n)
-            pipe.expire(k.stat(name, day), DAILY_STAT_TTL_S)
+        processed, failed = self._add_stats(pipe)
         work, other_work = k.process_work(self.identity)
         pipe.unlink(work, other_work)
         if busy:
@@ -178,16 +173,23 @@ class Heartbeat:
                          for jid, (queue, raw, run_at) in busy.items()}
         return self._entries
 
-    def unregister(self) -> None:
-        """Sidekiq's clean exit: leave the process set and drop the busy-job hashes."""
+    def _add_stats(self, pipe: redis.client.Pipeline) -> tuple[int, int]:
+        """Queue Sidekiq's processed/failed stats (totals and today's) on ``pipe``; returns the
+        counts taken, to give back if the pipeline fails."""
         k = self.broker.keys
         processed, failed = self.counters.take()
         day = datetime.now(UTC).strftime("%Y-%m-%d")
-        pipe = self.broker.redis.pipeline(transaction=True)
         for name, n in (("processed", processed), ("failed", failed)):
             pipe.incrby(k.stat(name), n)
             pipe.incrby(k.stat(name, day), n)
             pipe.expire(k.stat(name, day), DAILY_STAT_TTL_S)
+        return processed, failed
+
+    def unregister(self) -> None:
+        """Sidekiq's clean exit: leave the process set and drop the busy-job hashes."""
+        k = self.broker.keys
+        pipe = self.broker.redis.pipeline(transaction=True)
+        self._add_stats(pipe)
         pipe.srem(k.processes, self.identity)
         pipe.unlink(*k.process_work(self.identity))
         pipe.execute()
