@@ -215,6 +215,24 @@ def seed_inflight(r: redis.Redis, b: SyncBroker) -> None:
 
 AFTER_FETCH = {**LEASED, "conveyor:token": {"string": "1"}}
 
+
+def seed_three_inflight(r: redis.Redis, b: SyncBroker) -> None:
+    lease(r, b)
+    r.rpush("queue:default", job("a"), job("b"), job("c"))
+    b.fetch(W, ["default"], 3)
+
+
+def seed_odd_jids(r: redis.Redis, b: SyncBroker) -> None:
+    lease(r, b)
+    r.rpush("queue:default", job("a\tb"), job("c\nd"))
+    b.fetch(W, ["default"], 2)
+
+
+def completed(jid: str, result: Any = None) -> dict[str, Any]:
+    rec = {"attempts": "1", "class": "T", "finished_at": "<ts>", "queue": "default",
+           "started_at": "<ts>", "state": "completed", "worker": W}
+    return {"hash": rec if result is None else {**rec, "result": result}}
+
 ACK_FAIL = [
     Case("ack removes the in-flight entry and completes the status with its result",
          seed_inflight,
@@ -233,6 +251,22 @@ ACK_FAIL = [
           f"conveyor:inflight:{W}": {"hash": {"1": ["default", parsed(job("a"))]}},
           "conveyor:job:a": {"hash": {"attempts": "1", "class": "T", "queue": "default",
                                       "started_at": "<ts>", "state": "active", "worker": W}}}),
+    Case("a batch of acks, packed into one argument, completes each job and refuses the stale",
+         seed_three_inflight,
+         lambda b: b.ack(W, [("1", "a", b'{"ok":1}'), ("99", "x", b""), ("2", "b", b""),
+                             ("3", "c", b'{"s":"a\\tb\\nc"}')]),
+         ["99"],
+         {**AFTER_FETCH, "conveyor:token": {"string": "3"},
+          "conveyor:job:a": completed("a", {"ok": 1}),
+          "conveyor:job:b": completed("b"),
+          "conveyor:job:c": completed("c", {"s": "a\tb\nc"})}),
+    Case("jids holding a tab or a newline are acked one argument per field",
+         seed_odd_jids,
+         lambda b: b.ack(W, [("1", "a\tb", b"1"), ("2", "c\nd", b"")]),
+         [],
+         {**AFTER_FETCH, "conveyor:token": {"string": "2"},
+          "conveyor:job:a\tb": completed("a\tb", "1"),
+          "conveyor:job:c\nd": completed("c\nd")}),
     Case("a retry goes to the retry set with its delay and the error on the status",
          seed_inflight,
          lambda b: b.fail(W, Failure("1", "a", "retry", job("a", error_class="E"), 30.0, "E", "m")),

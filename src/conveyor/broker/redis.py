@@ -185,9 +185,18 @@ class _Args:
         return keys, args
 
     def ack(self, wid: str, done: Sequence[tuple[str, str, bytes]]) -> tuple[list[str], list[Any]]:
-        args: list[Any] = [self.k.status_prefix, self.s.status_ttl_s, len(done)]
-        for token, jid, result in done:
-            args.extend((token, jid, result))
+        """The jobs packed into one argument (see ack.lua): redis-py encodes each argument in
+        Python, 2 us per job for three each against 0.2 us for the packing. A jid holding a tab
+        or a newline (not one Conveyor or Sidekiq makes) sends the batch one field each."""
+        n = len(done)
+        args: list[Any] = [self.k.status_prefix, self.s.status_ttl_s, n]
+        packed = b"\n".join([b"%b\t%b\t%b" % (token.encode(), jid.encode(), result)
+                             for token, jid, result in done])
+        if packed.count(b"\t") == 2 * n and packed.count(b"\n") == n - 1:
+            args.append(packed)
+        else:
+            for token, jid, result in done:
+                args.extend((token, jid, result))
         return [self.k.inflight(wid)], args
 
     def fail(self, wid: str, f: Failure) -> tuple[list[str], list[Any]]:
