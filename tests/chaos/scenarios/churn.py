@@ -33,8 +33,9 @@ def run(rig: Rig, *, jobs: int, workers: int, concurrency: int, duration_s: floa
         time.sleep(max(0.0, next_kill - time.monotonic()))
         next_kill += kill_every_s
         victim = rng.choice([w for w in fleet.slots if w.alive])
+        victim.kill()  # reaped before the kill is recorded: a job that finished (and was
+        # acknowledged) between a kill's record and its signal read as running at the kill
         kills.append((victim.label, rig.ledger.record("kill", "-", victim.label, victim.pid)))
-        victim.kill()
         fleet.restart_dead()
     drained_s = drain(rig.r, drain_timeout_s)
     events = rig.ledger.events()
