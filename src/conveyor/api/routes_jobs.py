@@ -13,11 +13,11 @@ import hashlib
 import hmac
 import time
 import zlib
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel, Field
 
 from ..admin import Inspector
 from ..client import EnqueueRequest, JobStatus
@@ -53,30 +53,13 @@ SET_OF_STATE = {"retrying": "retry", "dead": "dead", "scheduled": "schedule"}
 IDEMPOTENCY_DOMAIN = b"conveyor-idempotency-key"
 
 
-class JobDetail(BaseModel):
+@dataclass(frozen=True)
+class JobDetail(JobStatus):
     """A job's status record, plus its arguments and backtrace when it sits in a set."""
 
-    jid: str
-    state: str
-    name: str = ""
-    queue: str = ""
-    attempts: int = 0
-    created_at: float | None = None
-    enqueued_at: float | None = None
-    scheduled_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    retry_at: float | None = None
-    error_class: str = ""
-    error_message: str = ""
-    worker: str = ""
-    result: Any = None
-    progress: Any = None
-    deferred_reason: str = ""  # why flow control last deferred it (rate limit, breaker, ...)
-    admitted_at: float | None = None  # when flow control let it start
     args: list[Any] | None = None
     kwargs: dict[str, Any] | None = None
-    error_backtrace: list[str] = Field(default_factory=list)
+    error_backtrace: list[str] = field(default_factory=list)
     found_in: str = ""
 
 
@@ -245,18 +228,21 @@ def job_detail(st: ApiState, jid: str) -> JobDetail:
     if status is None and raw is None:
         raise JobNotFound(f"no job {jid!r} (unknown id, or its status record expired)")
     detail = JobDetail(**(status.__dict__ if status else {"jid": jid, "state": "dead"}))
-    if raw is not None:
-        job = loads(raw)
-        keys = st.config.redact_keys
-        detail.args = redact(job.get("args") or [], keys)
-        detail.kwargs = redact(job.get("kwargs") or {}, keys)
-        detail.name = detail.name or str(job.get("class", ""))
-        detail.queue = detail.queue or str(job.get("queue", ""))
-        detail.error_class = detail.error_class or str(job.get("error_class", ""))
-        detail.error_message = detail.error_message or str(job.get("error_message", ""))
-        detail.error_backtrace = _backtrace(job.get("error_backtrace"))
-        detail.found_in = found_in
-    return detail
+    if raw is None:
+        return detail
+    job = loads(raw)
+    keys = st.config.redact_keys
+    return replace(
+        detail,
+        args=redact(job.get("args") or [], keys),
+        kwargs=redact(job.get("kwargs") or {}, keys),
+        name=detail.name or str(job.get("class", "")),
+        queue=detail.queue or str(job.get("queue", "")),
+        error_class=detail.error_class or str(job.get("error_class", "")),
+        error_message=detail.error_message or str(job.get("error_message", "")),
+        error_backtrace=_backtrace(job.get("error_backtrace")),
+        found_in=found_in,
+    )
 
 
 def _backtrace(value: Any) -> list[str]:
